@@ -1,0 +1,1 @@
+"""Command-line interface (``saem``). Built on typer and rich."""

@@ -1,0 +1,50 @@
+"""Plain types passed between the ingestion stages: load → chunk → embed → catalogue.
+
+A loader turns a file into a ``LoadedDocument``: the extracted text (the coordinate system for
+every span) plus its structure. The chunker turns that into ``ChunkSpec`` s whose
+``text == doc.text[start:end]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Section", "LoadedDocument", "ChunkSpec", "CHUNKER_VERSION"]
+
+# Bump when chunk boundaries change for the same input: stored chunks of an older version are
+# re-made on the next ingest.
+CHUNKER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A structural region of the extracted text: ``text[start:end]``."""
+
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()  # e.g. ("Decoding", "Top-p")
+    page: int | None = None  # 1-based, PDFs only
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """What a loader extracted from one file."""
+
+    text: str
+    sections: tuple[Section, ...] = ()  # ordered, non-overlapping; may not cover all text
+    title: str | None = None
+    mime: str = "text/plain"
+    encoding: str | None = None  # detected encoding for text formats
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk before embedding: a span of ``LoadedDocument.text``."""
+
+    text: str
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    n_tokens: int = 0

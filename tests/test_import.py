@@ -1,0 +1,35 @@
+"""``import saem`` stays light: heavy libraries load only where they are used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+HEAVY = ["torch", "faiss", "llama_cpp", "sentence_transformers", "transformers", "kiwipiepy", "sqlalchemy"]
+
+
+def _modules_after(code: str) -> set[str]:
+    script = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import saem", "import saem.models", "from saem import Saem; Saem", "import saem.cli.main"],
+)
+def test_import_does_not_pull_heavy_libraries(code: str) -> None:
+    loaded = _modules_after(code)
+    assert not [m for m in HEAVY if m in loaded], f"{code!r} imported heavy modules"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import saem
+
+    with pytest.raises(AttributeError):
+        saem.does_not_exist  # noqa: B018
