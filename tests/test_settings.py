@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from saem.errors import ConfigError
 from saem.settings import Settings
@@ -99,7 +100,7 @@ def test_blank_model_setting_is_refused() -> None:
 
 def test_settings_are_frozen_and_copy_with_overrides(tmp_path: Path) -> None:
     s = Settings.load({"data_dir": tmp_path}, environ={})
-    with pytest.raises(Exception):  # pydantic's ValidationError for frozen models
+    with pytest.raises(ValidationError, match="frozen"):
         s.n_ctx = 10  # type: ignore[misc]
     t = s.with_overrides(temperature=0.0)
     assert t.temperature == 0.0 and s.temperature == 0.2

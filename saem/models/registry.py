@@ -230,7 +230,10 @@ def _check_shape(path: Path, kind: ModelKind, value: str) -> None:
     if kind == "chat":
         if path.is_dir():
             raise ModelError(
-                f"chat model must be a .gguf file, got a folder: {path}", model=value, path=path, hint=_missing_hint(kind)
+                f"chat model must be a .gguf file, got a folder: {path}",
+                model=value,
+                path=path,
+                hint=_missing_hint(kind),
             )
         with path.open("rb") as fh:
             magic = fh.read(4)
