@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # models: "packaged:<name>", a local path, or (with allow_downloads) a hub id
     chat_model: str = Field("packaged:smollm2", description="GGUF chat model: packaged name or path to a .gguf.")
     chat_format: str | None = Field(None, description="llama.cpp chat format, for a GGUF without a chat template.")
+    chat_backend: Literal["llamacpp", "openai"] = Field(
+        "llamacpp", description="'llamacpp' (in process) or 'openai' (an OpenAI-compatible server)."
+    )
+    chat_base_url: str = Field(
+        "http://127.0.0.1:8080/v1", description="Server URL for chat_backend = 'openai' (chat_model = its model name)."
+    )
     embed_model: str = Field(
         "packaged:use-m", description="Embedder: packaged name, sentence-transformers dir, or hub id."
     )
@@ -61,6 +67,9 @@ class Settings(BaseSettings):
     repeat_penalty: float = Field(1.1, ge=0.0, description="Repetition penalty.")
     max_tokens: int = Field(512, ge=1, description="Tokens reserved for the answer.")
     seed: int = Field(42, description="Sampling seed.")
+    kv_cache: Literal["none", "ram"] = Field(
+        "none", description="'ram' keeps KV states of alternating sessions (llama.cpp LlamaRAMCache)."
+    )
 
     # ingestion and retrieval
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Target chunk size in embedder tokens.")

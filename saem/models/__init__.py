@@ -16,6 +16,7 @@ _LAZY = {
     "load_embedder": "saem.models.embedders",
     "resolve": "saem.models.registry",
     "check_models": "saem.models.check",
+    "load_chat_model": "saem.models.factory",
 }
 
 __all__ = list(_LAZY)

@@ -36,6 +36,9 @@ def check_models(settings: Settings, *, load: bool = True) -> list[ModelStatus]:
     """
     rows: list[ModelStatus] = []
     for kind, setting in _settings_for(settings):
+        if kind == "chat" and settings.chat_backend == "openai":
+            rows.append(_check_server(settings, load=load))
+            continue
         try:
             resolved = resolve(setting, kind, allow_downloads=settings.allow_downloads)
         except ModelError as err:
@@ -73,3 +76,24 @@ def _load(kind: ModelKind, resolved: ResolvedModel, settings: Settings) -> str:
 
     load_cross_encoder(resolved)
     return "cross-encoder"
+
+
+def _check_server(settings: Settings, *, load: bool) -> ModelStatus:
+    """The chat model behind an OpenAI-compatible server: reachable, and serving chat_model?"""
+    url = settings.chat_base_url.rstrip("/")
+    setting = f"{settings.chat_model} @ {url}"
+    if not load:
+        return ModelStatus("chat", setting, None, None, None, True, "server (not contacted)")
+    import httpx
+
+    start = time.perf_counter()
+    try:
+        response = httpx.get(f"{url}/models", timeout=5.0)
+        response.raise_for_status()
+        served = [m.get("id") for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError) as err:
+        detail = f"server at {url} did not answer: {err} — start it, or set chat_backend = 'llamacpp'"
+        return ModelStatus("chat", setting, None, None, None, False, detail)
+    return ModelStatus(
+        "chat", setting, None, None, time.perf_counter() - start, True, f"server serves: {', '.join(map(str, served))}"
+    )

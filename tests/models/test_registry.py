@@ -103,3 +103,33 @@ def test_hub_ids_need_downloads_allowed() -> None:
 def test_reranker_none(value: str) -> None:
     m = resolve(value, "rerank")
     assert m.source == "none" and m.loader == "none" and m.size_bytes() is None
+
+
+def test_chat_backend_setting_picks_the_model_class(tmp_path: Path) -> None:
+    from saem.models.factory import load_chat_model
+    from saem.models.llamacpp import LlamaCppChatModel
+    from saem.models.openai_compat import OpenAICompatibleChatModel
+    from saem.settings import Settings
+
+    local = load_chat_model(Settings.load({"data_dir": tmp_path, "kv_cache": "ram"}, environ={}))
+    assert isinstance(local, LlamaCppChatModel) and local.kv_cache == "ram"
+    server = load_chat_model(
+        Settings.load(
+            {"data_dir": tmp_path, "chat_backend": "openai", "chat_base_url": "http://127.0.0.1:9/v1",
+             "chat_model": "qwen"},
+            environ={},
+        )
+    )
+    assert isinstance(server, OpenAICompatibleChatModel)
+    assert server.base_url == "http://127.0.0.1:9/v1" and server.model == "qwen"
+
+
+def test_models_check_reports_an_unreachable_server(tmp_path: Path) -> None:
+    from saem.models.check import check_models
+    from saem.settings import Settings
+
+    settings = Settings.load(
+        {"data_dir": tmp_path, "chat_backend": "openai", "chat_base_url": "http://127.0.0.1:9/v1"}, environ={}
+    )
+    resolved_only = check_models(settings, load=False)[0]
+    assert resolved_only.usable and "not contacted" in resolved_only.detail

@@ -1,0 +1,392 @@
+"""One loaded ``llama_cpp.Llama`` plus the lock, template and decode loop around it.
+
+:class:`LlamaEngine` is what several chat-model objects can share: it loads the GGUF once
+(lazily, on first use), and serialises every use of the ``Llama`` object with one lock —
+``llama_cpp.Llama`` is not thread-safe, and concurrent use aborts the process.
+
+Decoding runs ``Llama.generate`` on the tokens of *our* rendered prompt, so the prompt bytes
+are exactly what the template produced, and llama-cpp-python's prefix matching reuses the KV
+cache for any shared prefix (system prompt, earlier turns) of consecutive calls. With
+``cache="ram"`` a ``LlamaRAMCache`` also keeps states of earlier conversations, for callers
+that alternate between sessions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from saem.errors import ModelError
+from saem.models._chat_template import ChatTemplate, ChatTemplateSecurityError, builtin_template
+from saem.models._grammar import compile_grammar
+from saem.models.tracing import ChatTrace
+
+__all__ = ["LlamaEngine", "Sampling"]
+
+logger = logging.getLogger("saem.models")
+
+_OPEN: weakref.WeakSet[LlamaEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # llama-cpp-python's Llama.__del__ fails noisily during interpreter shutdown; close first
+    for engine in list(_OPEN):
+        engine.close()
+
+
+_PROBE = [
+    {"role": "system", "content": "s"},
+    {"role": "user", "content": "u"},
+    {"role": "assistant", "content": "a"},
+    {"role": "user", "content": "u"},
+]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters of one call (temperature 0 = greedy)."""
+
+    temperature: float = 0.2
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int = 42
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LlamaEngine:
+    """A lazily loaded GGUF behind one lock. Thread-safe; every public method may block on the lock.
+
+    ``llama`` may be given (an already constructed ``llama_cpp.Llama`` or a test double with
+    the same methods); otherwise ``model_path`` is loaded on first use.
+    Raises ``ModelError`` when the file cannot be loaded or has no usable chat template.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 1,
+        n_batch: int = 256,
+        seed: int = 42,
+        chat_format: str | None = None,
+        chat_template: str | None = None,
+        cache: Literal["ram"] | None = None,
+        cache_bytes: int = 1 << 30,
+        llama: Any = None,
+    ) -> None:
+        if model_path is None and llama is None:
+            raise ModelError("LlamaEngine needs a model_path or a llama object")
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_batch = n_batch
+        self.seed = seed
+        self.chat_format = chat_format
+        self.chat_template_source = chat_template
+        self.cache_kind = cache
+        self.cache_bytes = cache_bytes
+        self.lock = threading.Lock()  # guards every use of self._llama (Lock, not RLock: astream hops threads)
+        self._load_lock = threading.Lock()
+        self._llama: Any = llama
+        self._owns_llama = llama is None
+        self._template: ChatTemplate | None = None
+        self._eog: frozenset[int] = frozenset()
+        self._bos_text = ""
+        if llama is not None:
+            self._finish_load()
+
+    _shared: dict[tuple[Any, ...], LlamaEngine] = {}
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, model_path: str | Path, **params: Any) -> LlamaEngine:
+        """One engine per (path, parameters) in this process: several chat models, one loaded GGUF."""
+        key = (str(Path(model_path).resolve()), *sorted(params.items()))
+        with cls._shared_lock:
+            engine = cls._shared.get(key)
+            if engine is None:
+                engine = cls._shared[key] = cls(model_path, **params)
+            return engine
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._template is not None
+
+    def load(self) -> LlamaEngine:
+        """Load the GGUF and compile its chat template (idempotent; safe from many threads)."""
+        if self._template is not None:
+            return self
+        with self._load_lock:
+            if self._template is None:
+                if self._llama is None:
+                    self._llama = self._open()
+                self._finish_load()
+        return self
+
+    def _open(self) -> Any:
+        try:
+            import llama_cpp
+        except ImportError as err:  # pragma: no cover - install problem
+            raise ModelError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from err
+        started = time.perf_counter()
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                n_batch=self.n_batch,
+                seed=self.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as err:
+            raise ModelError(
+                f"llama.cpp could not load {self.model_path}: {err}",
+                path=self.model_path,
+                hint="the file may be truncated or from a newer llama.cpp; re-download it or pick another GGUF",
+            ) from err
+        _OPEN.add(self)
+        if self.cache_kind == "ram":
+            llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.cache_bytes))
+        logger.info("loaded %s in %.2fs", self.model_path, time.perf_counter() - started)
+        return llama
+
+    def _finish_load(self) -> None:
+        llama = self._llama
+        source = self.chat_template_source
+        if source is None and self.chat_format:
+            source = builtin_template(self.chat_format)
+        if source is None:
+            source = (llama.metadata or {}).get("tokenizer.chat_template")
+        if not source:
+            raise ModelError(
+                f"{self.model_path} has no chat template, and no chat_format was given",
+                path=self.model_path,
+                hint="set chat_format (chatml, llama-3, mistral-instruct, gemma) to the format the model was tuned on",
+            )
+        bos = _special_text(llama, llama.token_bos())
+        eos = _special_text(llama, llama.token_eos())
+        template = ChatTemplate(source, bos_token=bos, eos_token=eos)
+        try:  # surface sandbox violations at load time, before anything is decoded
+            template.render(_PROBE)
+        except ChatTemplateSecurityError:
+            raise
+        except ModelError:
+            pass  # e.g. a template that refuses system messages; real calls will say so
+        self._eog = frozenset(_eog_tokens(llama))
+        self._bos_text = bos
+        self._template = template
+
+    def close(self) -> None:
+        """Free the model (waits for a running call). The next use loads it again."""
+        if not self._owns_llama:
+            return  # an injected Llama belongs to whoever made it
+        with self._load_lock, self.lock:
+            llama, self._llama, self._template = self._llama, None, None
+            if llama is not None:
+                llama.close()
+
+    @property
+    def template(self) -> ChatTemplate:
+        self.load()
+        assert self._template is not None
+        return self._template
+
+    @property
+    def llama(self) -> Any:
+        """The ``Llama`` object. Hold ``engine.lock`` while you use it."""
+        self.load()
+        return self._llama
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def _tokenize_unlocked(self, text: str) -> list[int]:
+        # add the BOS token only when the model wants one and the template did not write it
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt, exactly as ``stream`` would feed them to the model."""
+        self.load()
+        with self.lock:
+            return self._tokenize_unlocked(text)
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt: str,
+        sampling: Sampling,
+        trace: ChatTrace,
+        *,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[str]:
+        """Decode after ``prompt``, yielding text pieces; fills ``trace`` as it goes.
+
+        Holds the lock from the first ``next()`` until the generator finishes or is closed.
+        Stops at an end-of-generation token, at any ``stop`` string (not included in the output),
+        at ``sampling.max_tokens``, or at the end of the context. Raises ``TimeoutError`` when
+        the lock is not free within ``timeout`` seconds and ``ModelError`` when the prompt does
+        not fit the context.
+        """
+        self.load()
+        stop = [s for s in (stop or []) if s]
+        waited = time.perf_counter()
+        if not self.lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"the model stayed busy for {timeout}s (another call holds it)")
+        try:
+            yield from self._stream_locked(prompt, sampling, trace, stop, grammar, time.perf_counter() - waited)
+        finally:
+            self.lock.release()
+
+    def _stream_locked(
+        self, prompt: str, sampling: Sampling, trace: ChatTrace, stop: list[str], grammar: str | None, waited: float
+    ) -> Iterator[str]:
+        llama = self._llama
+        started = time.perf_counter()
+        tokens = self._tokenize_unlocked(prompt)
+        n_ctx = llama.n_ctx()
+        if len(tokens) >= n_ctx:
+            raise ModelError(
+                f"the prompt is {len(tokens)} tokens; the context holds {n_ctx}",
+                hint="raise n_ctx or send less history/context",
+            )
+        budget = min(sampling.max_tokens, n_ctx - len(tokens))
+        if getattr(llama, "cache", None) is not None:
+            _restore_from_cache(llama, tokens)
+        cached = _reusable_prefix(llama, tokens)
+        trace.prompt, trace.prompt_tokens, trace.cached_tokens = prompt, len(tokens), cached
+        trace.sampling, trace.stop, trace.lock_wait = sampling.as_dict(), list(stop), waited
+        llama.set_seed(sampling.seed)
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        hold = max((len(s) for s in stop), default=0)
+        text = ""  # decoded completion so far
+        sent = 0  # chars of ``text`` already yielded
+        completion: list[int] = []
+        finish = "length"
+        first_at = last_at = started
+        generator = llama.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            grammar=compile_grammar(grammar) if grammar else None,
+        )
+        try:
+            for token in generator:
+                last_at = time.perf_counter()
+                if not completion and first_at == started:
+                    first_at = last_at
+                if token in self._eog:
+                    finish = "stop"
+                    break
+                completion.append(token)
+                text += decoder.decode(llama.detokenize([token], special=False))
+                cut = _find_stop(text, stop, sent)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                safe = len(text) - hold if hold else len(text)
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
+                if len(completion) >= budget:
+                    break
+        finally:
+            generator.close()
+            if finish == "length" and len(completion) < budget:
+                finish = "interrupted"
+            text += decoder.decode(b"", final=True) if finish != "stop" else ""
+            ended = time.perf_counter()
+            trace.completion, trace.completion_tokens, trace.finish_reason = text, len(completion), finish
+            trace.prompt_eval_time = first_at - started
+            trace.time_to_first_token = first_at - started
+            trace.generation_time = last_at - first_at
+            trace.total_time = ended - started
+            if getattr(llama, "cache", None) is not None and finish != "interrupted":
+                llama.cache[tokens + completion] = llama.save_state()
+        if len(text) > sent:
+            yield text[sent:]
+
+
+def _special_text(llama: Any, token: int) -> str:
+    if token is None or token < 0:
+        return ""
+    try:
+        return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="replace")
+    except Exception:  # some vocabularies have no BOS/EOS text
+        return ""
+
+
+def _eog_tokens(llama: Any) -> set[int]:
+    eog = {llama.token_eos()}
+    try:
+        import llama_cpp
+
+        vocab = llama._model.vocab
+        eog |= {t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+    except Exception:  # a test double or an older binding: EOS only
+        pass
+    return {t for t in eog if t is not None and t >= 0}
+
+
+def _reusable_prefix(llama: Any, tokens: list[int]) -> int:
+    """How many prompt tokens ``Llama.generate`` will take from the KV cache (its own rule)."""
+    n_past = int(getattr(llama, "n_tokens", 0))
+    if n_past == 0:
+        return 0
+    past = llama.input_ids[:n_past]
+    lcp = 0
+    for a, b in zip(past, tokens, strict=False):
+        if a != b:
+            break
+        lcp += 1
+    if lcp == len(tokens):  # generate() replays one token to refresh the logits
+        return lcp - 1 if (n_past != len(tokens) or getattr(llama, "_requires_eval", True)) else lcp
+    return lcp
+
+
+def _restore_from_cache(llama: Any, tokens: list[int]) -> None:
+    """Load the RAM-cache state with the longest shared prefix if it beats the live KV cache."""
+    try:
+        state = llama.cache[tokens]
+    except KeyError:
+        return
+    from llama_cpp import Llama
+
+    cached = Llama.longest_token_prefix(state.input_ids.tolist(), tokens)
+    live = Llama.longest_token_prefix(llama._input_ids.tolist(), tokens)
+    if cached > live:
+        llama.load_state(state)
+
+
+def _find_stop(text: str, stop: list[str], sent: int) -> int | None:
+    """Index where the earliest stop string starts in ``text`` (searching only new text)."""
+    best: int | None = None
+    for s in stop:
+        i = text.find(s, max(0, sent - len(s) + 1))
+        if i != -1 and (best is None or i < best):
+            best = i
+    return best
