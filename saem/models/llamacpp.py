@@ -45,7 +45,7 @@ from saem.models._engine import LlamaEngine, Sampling
 from saem.models._grammar import JSON_OBJECT_GBNF, json_schema_grammar, tool_call_grammar
 from saem.models._structured import StructuredOutputParser, is_pydantic_class
 from saem.models._tools import forced_tools, parse_tool_calls, to_openai_tools, to_template_messages
-from saem.models.registry import resolve
+from saem.models.registry import fetch_hub_gguf, resolve
 from saem.models.tracing import ChatTrace
 
 __all__ = ["LlamaCppChatModel", "LlamaEngine", "ChatTrace"]
@@ -96,6 +96,8 @@ class LlamaCppChatModel(BaseChatModel):
     """Log rendered prompts at INFO level (off: prompts stay private)."""
     on_trace: Callable[[ChatTrace], None] | None = Field(default=None, exclude=True)
     """Called with the trace of every call (a per-call ``on_trace=`` kwarg works too)."""
+    allow_downloads: bool = False
+    """Accept a hub id ``owner/repo:file.gguf`` as ``model_path`` and download it (needs internet)."""
     engine: LlamaEngine | None = Field(default=None, exclude=True)
     """Share one loaded model between several chat-model objects (built from the fields if None)."""
 
@@ -108,10 +110,12 @@ class LlamaCppChatModel(BaseChatModel):
             self._engine = self.engine
             self._path = self.engine.model_path
             return self
-        resolved = resolve(self.model_path or "packaged:smollm2", "chat")  # ModelError if missing / not GGUF
-        self._path = resolved.path
+        # ModelError if missing / not GGUF / a hub id without allow_downloads
+        resolved = resolve(self.model_path or "packaged:smollm2", "chat", allow_downloads=self.allow_downloads)
+        path = fetch_hub_gguf(resolved) if resolved.source == "hub" else resolved.path
+        self._path = path
         self._engine = LlamaEngine(
-            resolved.path,
+            path,
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
             n_batch=self.n_batch,
@@ -127,7 +131,7 @@ class LlamaCppChatModel(BaseChatModel):
     def from_settings(cls, settings: Any, **overrides: Any) -> LlamaCppChatModel:
         """Build from a :class:`saem.settings.Settings` (keyword ``overrides`` win)."""
         fields = ("chat_format", "n_ctx", "n_threads", "n_batch", "temperature", "top_p", "top_k",
-                  "repeat_penalty", "max_tokens", "seed", "log_prompts")
+                  "repeat_penalty", "max_tokens", "seed", "log_prompts", "allow_downloads")
         params: dict[str, Any] = {name: getattr(settings, name) for name in fields}
         params["model_path"] = settings.chat_model
         if getattr(settings, "kv_cache", "none") == "ram":  # keeps KV states of alternating sessions

@@ -27,7 +27,7 @@ from typing import Literal
 
 from saem.errors import ModelError
 
-__all__ = ["ModelKind", "PackagedModel", "ResolvedModel", "PACKAGED", "resolve", "packaged_names"]
+__all__ = ["ModelKind", "PackagedModel", "ResolvedModel", "PACKAGED", "resolve", "packaged_names", "fetch_hub_gguf"]
 
 ModelKind = Literal["chat", "embed", "rerank"]
 Source = Literal["packaged", "path", "hub", "none"]
@@ -213,6 +213,35 @@ def resolve(setting: str, kind: ModelKind, *, allow_downloads: bool = False) -> 
             hint="download it yourself and give its local path, or set allow_downloads = true (needs internet)",
         )
     return ResolvedModel(setting=setting, kind=kind, source="hub", hub_id=value)
+
+
+def fetch_hub_gguf(resolved: ResolvedModel, *, cache_dir: str | Path | None = None) -> Path:
+    """Download (or find in the Hugging Face cache) the GGUF a hub id names: ``owner/repo:file.gguf``.
+
+    Only reachable for a ``ResolvedModel`` with ``source == "hub"``, which ``resolve`` returns only
+    when the user opted in with ``allow_downloads``. With ``HF_HUB_OFFLINE=1`` it serves a cached
+    copy and never opens a connection.
+    """
+    if resolved.source != "hub" or resolved.hub_id is None:
+        raise ModelError(f"{resolved.setting!r} is not a hub id", model=resolved.setting)
+    repo, _, filename = resolved.hub_id.partition(":")
+    if not filename.endswith(".gguf"):
+        raise ModelError(
+            f"hub chat model {resolved.hub_id!r} must name a GGUF file",
+            model=resolved.setting,
+            hint="write it as owner/repo:file.gguf, e.g. bartowski/Qwen2.5-3B-Instruct-GGUF:Qwen2.5-3B-Instruct-Q4_K_M.gguf",
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        raise ModelError(
+            f"cannot get {filename} from {repo}: {err}",
+            model=resolved.setting,
+            hint="check the id and your connection, or download the file and give its path",
+        ) from err
 
 
 def _missing_hint(kind: ModelKind) -> str:

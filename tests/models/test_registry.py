@@ -133,3 +133,41 @@ def test_models_check_reports_an_unreachable_server(tmp_path: Path) -> None:
     )
     resolved_only = check_models(settings, load=False)[0]
     assert resolved_only.usable and "not contacted" in resolved_only.detail
+
+
+def _fake_hub_cache(cache: Path, repo: str, filename: str, payload: bytes) -> Path:
+    """Lay out a Hugging Face cache entry by hand, as a previous download would have left it."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / filename).write_bytes(payload)
+    return snapshot / filename
+
+
+def test_hub_gguf_path_is_real_and_works_offline_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opt-in hub path runs the real huggingface_hub code, served from a local cache."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from saem.models.registry import fetch_hub_gguf
+
+    smollm = resolve("packaged:smollm2", "chat").path
+    assert smollm is not None
+    cached = _fake_hub_cache(tmp_path, "someone/tiny-GGUF", "tiny.gguf", smollm.read_bytes())
+    resolved = resolve("someone/tiny-GGUF:tiny.gguf", "chat", allow_downloads=True)
+    path = fetch_hub_gguf(resolved, cache_dir=tmp_path)
+    assert path.resolve() == cached.resolve() and path.read_bytes()[:4] == b"GGUF"
+    with pytest.raises(ModelError, match="cannot get"):
+        fetch_hub_gguf(resolve("someone/absent-GGUF:x.gguf", "chat", allow_downloads=True), cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="must name a GGUF"):
+        fetch_hub_gguf(resolve("someone/tiny-GGUF", "chat", allow_downloads=True), cache_dir=tmp_path)
+
+
+def test_chat_model_refuses_a_hub_id_unless_downloads_are_allowed() -> None:
+    from saem.models.llamacpp import LlamaCppChatModel
+
+    with pytest.raises(ModelError, match="downloads are off"):
+        LlamaCppChatModel(model_path="someone/tiny-GGUF:tiny.gguf")
