@@ -229,7 +229,7 @@ def fetch_hub_gguf(resolved: ResolvedModel, *, cache_dir: str | Path | None = No
         raise ModelError(
             f"hub chat model {resolved.hub_id!r} must name a GGUF file",
             model=resolved.setting,
-            hint="write it as owner/repo:file.gguf, e.g. bartowski/Qwen2.5-3B-Instruct-GGUF:Qwen2.5-3B-Instruct-Q4_K_M.gguf",
+            hint="write it as owner/repo:file.gguf, e.g. Qwen/Qwen2.5-3B-Instruct-GGUF:qwen2.5-3b-instruct-q4_k_m.gguf",
         )
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
