@@ -151,7 +151,11 @@ def test_hub_gguf_path_is_real_and_works_offline_from_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The opt-in hub path runs the real huggingface_hub code, served from a local cache."""
+    import huggingface_hub.constants
+
+    # the library reads HF_HUB_OFFLINE once, at import: set both the variable and the constant
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     from saem.models.registry import fetch_hub_gguf
 
     smollm = resolve("packaged:smollm2", "chat").path
