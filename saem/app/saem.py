@@ -3,6 +3,8 @@
     from saem import Saem
     app = Saem(data_dir="./.saem", n_threads=2)   # cheap: nothing is loaded yet
     app.check_models()                            # resolve and load each model, report status
+    report = app.ingest("docs/")                  # incremental: run it again, it writes nothing
+    print(app.stats())
 
 Construction is cheap; models load lazily, once, when first needed. Every component receives
 ``app.settings`` explicitly.
@@ -10,11 +12,18 @@ Construction is cheap; models load lazily, once, when first needed. Every compon
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saem.models.check import ModelStatus, check_models
 from saem.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+    from saem.ingest.report import IngestProgress, IngestReport, Stats
 
 __all__ = ["Saem"]
 
@@ -22,14 +31,27 @@ __all__ = ["Saem"]
 class Saem:
     """Facade over ingestion, retrieval, memory and the chat chain for one data dir.
 
+    ``embedder=`` injects any LangChain ``Embeddings`` (tests use a deterministic fake);
+    without it, ``load_embedder(settings)`` builds the configured one on first need.
+
     Thread-safety: one ``Saem`` may be shared by threads; model access is serialised inside
-    the model wrappers.
+    the model wrappers. Ingests into one data dir are serialised by a lock file (across
+    processes too): a second one raises ``StorageBusy`` unless given ``wait`` seconds.
     """
 
-    def __init__(self, settings: Settings | None = None, *, config_file: str | Path | None = None, **overrides: Any):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config_file: str | Path | None = None,
+        embedder: Embeddings | None = None,
+        **overrides: Any,
+    ):
         if settings is not None and (overrides or config_file):
             settings = settings.with_overrides(**overrides)
         self.settings = settings if settings is not None else Settings.load(overrides, config_file=config_file)
+        self._embedder = embedder
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Saem(data_dir={str(self.settings.data_dir)!r})"
@@ -37,3 +59,49 @@ class Saem:
     def check_models(self, *, load: bool = True) -> list[ModelStatus]:
         """Resolve (and load) the configured models; see ``saem models``."""
         return check_models(self.settings, load=load)
+
+    @property
+    def embedder(self) -> Embeddings:
+        """The embedder (built on first access, weights loaded on first use). Raises ``ModelError``."""
+        with self._lock:
+            if self._embedder is None:
+                from saem.models.embedders import load_embedder
+
+                self._embedder = load_embedder(self.settings)
+            return self._embedder
+
+    def ingest(
+        self,
+        *paths: str | Path,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        dry_run: bool = False,
+        prune: bool = True,
+        progress: Callable[[IngestProgress], None] | None = None,
+        wait: float = 0.0,
+    ) -> IngestReport:
+        """Ingest files and folders into the data dir; see ``saem.ingest.pipeline`` for the contract.
+
+        Incremental and idempotent; crash-safe (rerun after a kill). Per-file problems are in
+        the report, never raised. Raises ``StorageBusy`` (another ingest runs longer than
+        ``wait`` seconds) or ``ModelError`` (no usable embedder, and only if one is needed).
+        """
+        from saem.ingest.pipeline import ingest
+
+        return ingest(
+            self.settings,
+            paths,
+            embedder=self.embedder,
+            include=include,
+            exclude=exclude,
+            dry_run=dry_run,
+            prune=prune,
+            progress=progress,
+            lock_timeout=wait,
+        )
+
+    def stats(self) -> Stats:
+        """What the data dir holds (sources, chunks, index vectors, model, dim, generation). Read-only."""
+        from saem.ingest.pipeline import stats
+
+        return stats(self.settings)

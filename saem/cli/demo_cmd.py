@@ -71,19 +71,55 @@ def _step(name: str, action, missing: list[str]) -> None:  # type: ignore[no-unt
 
 
 def _ingest(app, docs: Path) -> None:  # type: ignore[no-untyped-def]
-    ingest = getattr(app, "ingest", None)
-    if ingest is None:
-        raise NotBuiltYet("ingestion", issue="issue 5")
-    report = ingest(docs)
-    console.print(f"ingested {docs}: {report}")
+    from saem.cli.ingest_cmd import show_report
+
+    # qa.jsonl holds the evaluation questions and their evidence: never part of the corpus
+    report = app.ingest(docs, exclude=["qa.jsonl"])
+    show_report(report, quiet_unchanged=True)
 
 
 def _ask(app, question: str) -> None:  # type: ignore[no-untyped-def]
     ask = getattr(app, "ask", None)
     if ask is None:
+        console.print(f"[bold]Q:[/] {question}")
+        _show_dense_hits(app, question)
         raise NotBuiltYet("question answering", issue="issue 7")
     answer = ask(question)
     console.print(f"[bold]Q:[/] {question}\n[bold]A:[/] {answer.text}")
+
+
+def _show_dense_hits(app, question: str, k: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Until the RAG chain exists: the chunks plain dense search finds (no fusion, no rerank)."""
+    import json
+
+    import numpy as np
+
+    from saem.ingest.catalogue import Catalogue, Chunk, Source
+    from saem.ingest.index import open_index
+
+    cat = Catalogue.open(app.settings.db_path, readonly=True)
+    try:
+        index = open_index(app.settings.data_dir, cat, persist=False)
+        if index is None:
+            console.print("[dim]  (nothing ingested)[/]")
+            return
+        hits = index.search(np.asarray(app.embedder.embed_query(question), dtype=np.float32), k=k)
+        console.print(f"[dim]  sources by dense search only (top {k}; hybrid retrieval is issue 6):[/]")
+        with cat.read() as session:
+            for rank, (chunk_id, score) in enumerate(hits, 1):
+                row = session.get(Chunk, chunk_id)
+                if row is None:
+                    continue
+                source = session.get(Source, row.source_id)
+                heading = " › ".join(json.loads(row.heading_path)) or "-"
+                snippet = " ".join(row.text.split())[:90]
+                name = source.path if source else "?"
+                console.print(
+                    f"  [{rank}] {score:.2f} {name} [{row.start}:{row.end}] {heading}\n      [dim]{snippet}…[/]",
+                    highlight=False,
+                )
+    finally:
+        cat.close()
 
 
 def _chat(app) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from saem.cli import config_cmd, demo_cmd, models_cmd, pending_cmd
+from saem.cli import config_cmd, demo_cmd, ingest_cmd, models_cmd, pending_cmd
 from saem.cli._common import err_console, fail, state
 from saem.errors import SaemError
 
@@ -56,6 +56,7 @@ def main_options(
 
 config_cmd.register(app)
 models_cmd.register(app)
+ingest_cmd.register(app)
 pending_cmd.register(app)
 demo_cmd.register(app)
 

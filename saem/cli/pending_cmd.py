@@ -11,8 +11,6 @@ from saem.cli._common import fail, state
 from saem.errors import NotBuiltYet
 
 _PENDING = {
-    "ingest": ("Ingest documents from folders into the data dir.", "ingestion", "issue 5"),
-    "status": ("Show what a data dir holds (sources, chunks, index).", "status", "issue 5"),
     "ask": ("Answer one question from the ingested documents.", "question answering", "issue 7"),
     "chat": ("Open the chat REPL.", "the chat REPL", "issue 9"),
     "eval": ("Compare RAG against a LoRA-tuned model.", "evaluation", "issue 10"),

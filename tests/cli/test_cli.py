@@ -55,7 +55,7 @@ def test_invalid_setting_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert "n_ctx" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", ["ingest", "ask", "chat", "eval", "lora", "status"])
+@pytest.mark.parametrize("command", ["ask", "chat", "eval", "lora"])
 def test_commands_not_built_say_so(command: str) -> None:
     # as capabilities land, their commands leave this list
     from saem.cli.pending_cmd import _PENDING

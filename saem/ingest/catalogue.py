@@ -1,0 +1,440 @@
+"""The SQLite catalogue: the source of truth for what a data dir holds.
+
+Tables (SQLAlchemy 2.0 typed ORM):
+
+* ``sources`` — one row per ingested file: path, size, mtime, sha256, embedder and chunker keys;
+* ``chunks`` — spans of a source with their embedding (float32 blob, L2-normalised) and the
+  embedder id; the integer ``id`` is the FAISS id (AUTOINCREMENT, so ids are never reused);
+* ``chunks_fts`` — FTS5 over the analyzed tokens of each chunk (``rowid`` = chunk id), kept in
+  the same transaction as ``chunks`` (inserted explicitly, deleted by a trigger);
+* ``runs`` — one row per ingest run (``running`` rows left by a killed run become ``interrupted``);
+* ``meta`` — key/value: ``generation`` (bumped in every write that changes chunks), ``embed_model``
+  and ``dim`` (of the vectors the index holds), ``chunker``, ``schema``.
+
+    cat = Catalogue.open(settings.db_path)
+    with cat.read() as s:
+        n = s.scalar(select(func.count(Chunk.id)))
+    with cat.write() as s:          # BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)
+        set_meta(s, "embed_model", "fake")
+
+Every connection runs in WAL mode with ``busy_timeout`` and foreign keys on; writers start with
+``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing mid-transaction.
+Readers are never blocked by a writer (WAL). A ``Catalogue`` may be shared by threads (the
+engine pools connections); a ``Session`` may not. ``DataDirLock`` is the exclusive lock an
+ingest holds on the data dir (``flock``: released by the kernel when the process dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Engine,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from saem.errors import IndexCorrupt, StorageBusy
+from saem.ingest.types import ChunkSpec
+
+__all__ = [
+    "Base",
+    "Source",
+    "Chunk",
+    "Run",
+    "Meta",
+    "Catalogue",
+    "DataDirLock",
+    "get_meta",
+    "set_meta",
+    "bump_generation",
+    "iter_embeddings",
+    "replace_source",
+    "copy_source",
+    "remove_source",
+    "SCHEMA_VERSION",
+]
+
+SCHEMA_VERSION = "1"
+LOCK_FILE = "ingest.lock"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Source(Base):
+    """An ingested file. ``path`` is absolute; ``chunker`` is e.g. ``"1:256:32"`` (version:size:overlap)."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String, unique=True)
+    size: Mapped[int]
+    mtime_ns: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    mime: Mapped[str] = mapped_column(String, default="text/plain")
+    title: Mapped[str | None]
+    n_chunks: Mapped[int] = mapped_column(default=0)
+    embed_model: Mapped[str]
+    chunker: Mapped[str]
+    updated_at: Mapped[float]
+    run_id: Mapped[int | None]
+
+
+class Chunk(Base):
+    """A span ``[start, end)`` of its source's extracted text, with its embedding."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("source_id", "ord"),
+        Index("ix_chunks_model", "embed_model"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    ord: Mapped[int]
+    text: Mapped[str]
+    start: Mapped[int]
+    end: Mapped[int]
+    heading_path: Mapped[str] = mapped_column(default="[]")  # JSON list of headings
+    page: Mapped[int | None]
+    n_tokens: Mapped[int] = mapped_column(default=0)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, L2-normalised
+    embed_model: Mapped[str]
+    chunker: Mapped[str]
+
+
+class Run(Base):
+    """One ingest run. ``summary`` is the report counts as JSON."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[float]
+    finished_at: Mapped[float | None]
+    status: Mapped[str] = mapped_column(default="running")  # running | ok | failed | interrupted
+    roots: Mapped[str] = mapped_column(default="[]")
+    summary: Mapped[str] = mapped_column(default="{}")
+    embed_model: Mapped[str | None]
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]
+
+
+_FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(tokens, tokenize='unicode61 remove_diacritics 0')",
+    "CREATE TRIGGER IF NOT EXISTS chunks_fts_ad AFTER DELETE ON chunks BEGIN "
+    "DELETE FROM chunks_fts WHERE rowid = old.id; END",
+)
+
+
+def _make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engine:
+    if readonly:
+        url = f"sqlite+pysqlite:///file:{db_path}?mode=ro&uri=true"
+    else:
+        url = f"sqlite+pysqlite:///{db_path}"
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook emit BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            cur.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a killed process loses nothing committed; power loss may lose the
+            # last transactions but never corrupts the file.
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("saem_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Catalogue:
+    """A handle on one ``saem.db``. Cheap to create; ``open`` creates the schema if needed.
+
+    Thread-safety: share the ``Catalogue``, not its sessions. Raises ``StorageBusy`` when a
+    write cannot get the database lock within ``busy_timeout_s``.
+    """
+
+    def __init__(self, db_path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> None:
+        self.db_path = Path(db_path)
+        self.readonly = readonly
+        self.engine = _make_engine(self.db_path, readonly=readonly, busy_timeout_s=busy_timeout_s)
+        self._write_engine = self.engine.execution_options(saem_write=True)
+
+    @classmethod
+    def open(cls, db_path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> Catalogue:
+        """Open (and, unless ``readonly``, create or upgrade) the catalogue at ``db_path``.
+
+        Idempotent. Raises ``IndexCorrupt`` when the file is not a saem catalogue.
+        """
+        path = Path(db_path)
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        cat = cls(path, readonly=readonly, busy_timeout_s=busy_timeout_s)
+        if not readonly:
+            cat.create_schema()
+        return cat
+
+    def create_schema(self) -> None:
+        try:
+            with self.write() as s:
+                conn = s.connection()
+                Base.metadata.create_all(conn)
+                for ddl in _FTS_DDL:
+                    conn.exec_driver_sql(ddl)
+                if get_meta(s, "generation") is None:
+                    set_meta(s, "generation", "0")
+                    set_meta(s, "schema", SCHEMA_VERSION)
+        except OperationalError as err:
+            raise _wrap(err, self.db_path) from err
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read session (deferred transaction: a consistent snapshot until it ends)."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: ``BEGIN IMMEDIATE``, commit on success, rollback on error.
+
+        Keep it short: parse and embed before entering it.
+        """
+        if self.readonly:
+            raise StorageBusy(f"{self.db_path} is open read-only", path=self.db_path)
+        with Session(self._write_engine, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except OperationalError as err:
+                s.rollback()
+                raise _wrap(err, self.db_path) from err
+            except BaseException:
+                s.rollback()
+                raise
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
+        with self.engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _wrap(err: OperationalError, path: Path) -> Exception:
+    msg = str(err.orig) if err.orig is not None else str(err)
+    if "locked" in msg or "busy" in msg:
+        return StorageBusy(f"the catalogue {path} is locked by another writer", path=path, hint="retry in a moment")
+    if "not a database" in msg or "malformed" in msg:
+        return IndexCorrupt(f"{path} is not a readable saem catalogue: {msg}", path=path, hint="move it away")
+    return err
+
+
+def get_meta(session: Session, key: str) -> str | None:
+    return session.scalar(select(Meta.value).where(Meta.key == key))
+
+
+def set_meta(session: Session, key: str, value: str) -> None:
+    row = session.get(Meta, key)
+    if row is None:
+        session.add(Meta(key=key, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def bump_generation(session: Session) -> int:
+    """Increment ``generation`` inside the caller's write transaction; returns the new value."""
+    session.execute(text("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'"))
+    return int(get_meta(session, "generation") or 0)
+
+
+def iter_embeddings(session: Session, model: str, *, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(ids int64[n], vectors float32[n, dim])`` for every chunk embedded by ``model``, by id."""
+    last = -1
+    while True:
+        rows = session.execute(
+            select(Chunk.id, Chunk.embedding)
+            .where(Chunk.embed_model == model, Chunk.id > last)
+            .order_by(Chunk.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+        yield ids, vecs
+        last = int(ids[-1])
+
+
+def json_list(values: tuple[str, ...] | list[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+# --- the per-file writes an ingest makes, each inside the caller's write transaction ---------
+
+_FTS_INSERT = text("INSERT INTO chunks_fts(rowid, tokens) VALUES (:id, :tokens)")
+_FTS_COPY = text("INSERT INTO chunks_fts(rowid, tokens) SELECT :new, tokens FROM chunks_fts WHERE rowid = :old")
+
+
+def replace_source(
+    s: Session,
+    fields: dict[str, Any],
+    chunks: Sequence[ChunkSpec],
+    fts_texts: Sequence[str],
+    vectors: np.ndarray,
+    *,
+    source_id: int | None = None,
+) -> tuple[list[int], list[int]]:
+    """Insert a source (or overwrite row ``source_id``) with exactly these chunks, their
+    normalised ``vectors`` and FTS rows; bump the generation. Returns (removed ids, new ids)."""
+    removed: list[int] = []
+    if source_id is not None:
+        removed = list(s.scalars(select(Chunk.id).where(Chunk.source_id == source_id)))
+        s.execute(delete(Chunk).where(Chunk.source_id == source_id))
+        s.execute(update(Source).where(Source.id == source_id).values(**fields))
+        sid = source_id
+    else:
+        sid = int(s.scalars(insert(Source).values(**fields).returning(Source.id)).one())
+    rows = [
+        {
+            "source_id": sid,
+            "ord": i,
+            "text": c.text,
+            "start": c.start,
+            "end": c.end,
+            "heading_path": json_list(c.heading_path),
+            "page": c.page,
+            "n_tokens": c.n_tokens,
+            "embedding": np.asarray(vectors[i], dtype="<f4").tobytes(),
+            "embed_model": fields["embed_model"],
+            "chunker": fields["chunker"],
+        }
+        for i, c in enumerate(chunks)
+    ]
+    ids: list[int] = []
+    if rows:
+        ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+        s.execute(_FTS_INSERT, [{"id": i, "tokens": t} for i, t in zip(ids, fts_texts, strict=True)])
+    bump_generation(s)
+    return removed, ids
+
+
+def copy_source(s: Session, from_id: int, fields: dict[str, Any]) -> tuple[list[int], np.ndarray | None]:
+    """Insert a source whose chunks, vectors and FTS rows are copies of source ``from_id``'s;
+    bump the generation. Returns (new ids, their vectors)."""
+    sid = int(s.scalars(insert(Source).values(**fields).returning(Source.id)).one())
+    cols = [c for c in Chunk.__table__.columns if c.name not in ("id", "source_id")]
+    old = s.execute(select(Chunk.id, *cols).where(Chunk.source_id == from_id).order_by(Chunk.ord)).all()
+    if not old:
+        bump_generation(s)
+        return [], None
+    rows = [{"source_id": sid, **{c.name: r[i + 1] for i, c in enumerate(cols)}} for r in old]
+    ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+    s.execute(_FTS_COPY, [{"new": n, "old": r[0]} for n, r in zip(ids, old, strict=True)])
+    bump_generation(s)
+    return ids, np.stack([np.frombuffer(r["embedding"], dtype="<f4") for r in rows])
+
+
+def remove_source(s: Session, source_id: int) -> list[int]:
+    """Delete a source, its chunks and their FTS rows; bump the generation. Returns the chunk ids."""
+    removed = list(s.scalars(select(Chunk.id).where(Chunk.source_id == source_id)))
+    s.execute(delete(Source).where(Source.id == source_id))
+    bump_generation(s)
+    return removed
+
+
+class DataDirLock:
+    """Exclusive, process-wide lock on a data dir for writers (ingest).
+
+    ``acquire(timeout=0)`` raises ``StorageBusy`` at once when another process holds it;
+    ``timeout > 0`` waits up to that many seconds. The kernel releases the lock when the holder
+    exits or is killed, so a crashed ingest never leaves a stale lock. POSIX only (``fcntl``).
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float = 0.0) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise StorageBusy(
+                        f"another ingest{holder} is writing to {self.path.parent}",
+                        path=self.path.parent,
+                        hint="wait for it to finish, or pass --wait SECONDS",
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DataDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""

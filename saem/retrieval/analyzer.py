@@ -1,0 +1,104 @@
+"""The lexical analyzer: text → search tokens, the same at index time and at query time.
+
+* Text with Hangul goes through Kiwi (kiwipiepy): content morphemes are kept — nouns, verb and
+  adjective stems, roots, numbers, Latin words, Hanja — particles and endings are dropped, so
+  ``토크나이저는`` and ``토크나이저가`` both give ``토크나이저``.
+* Text without Hangul is split into lowercase letter/digit runs (no Kiwi call: it is faster and
+  gives the same Latin tokens Kiwi would).
+* Fallback: when Kiwi is not installed, or leaves nothing for a text that has Hangul (a query
+  made only of particles, say), each Hangul run becomes character bigrams (a one-syllable run
+  stays a unigram). So a Hangul query never analyzes to nothing.
+
+    >>> analyze("BERT의 WordPiece 토크나이저는")
+    ['bert', 'wordpiece', '토크나이저']
+
+The Kiwi model is built once per process, lazily, on the first Hangul text (≈1–2 s).
+``analyze`` is thread-safe and deterministic for a given kiwipiepy version.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+__all__ = ["analyze", "to_fts_text", "has_hangul", "hangul_bigrams"]
+
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]+")
+_WORD = re.compile(r"[^\W_]+")
+# Kiwi tags whose forms are worth searching for (prefix before any "-R"/"-I" suffix).
+_KEEP_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
+_KEEP_PREFIX = ("W_",)  # URLs, e-mails, hashtags, serials
+
+_lock = threading.Lock()
+_kiwi: Any = None
+_kiwi_failed = False
+
+
+def has_hangul(text: str) -> bool:
+    return _HANGUL.search(text) is not None
+
+
+def _get_kiwi() -> Any:
+    """The process-wide Kiwi, built on first use; None when kiwipiepy cannot be loaded."""
+    global _kiwi, _kiwi_failed
+    if _kiwi is not None or _kiwi_failed:
+        return _kiwi
+    with _lock:
+        if _kiwi is None and not _kiwi_failed:
+            try:
+                from kiwipiepy import Kiwi
+
+                _kiwi = Kiwi()
+            except Exception:  # ImportError, or a broken model file: fall back to bigrams
+                _kiwi_failed = True
+    return _kiwi
+
+
+def hangul_bigrams(text: str) -> list[str]:
+    """Character bigrams of every Hangul run (a one-syllable run gives itself)."""
+    out: list[str] = []
+    for run in _HANGUL.findall(text):
+        if len(run) == 1:
+            out.append(run)
+        else:
+            out.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _kiwi_tokens(kiwi: Any, text: str) -> list[str]:
+    out: list[str] = []
+    for tok in kiwi.tokenize(text):
+        tag = str(tok.tag)
+        base = tag.split("-", 1)[0]
+        if base in _KEEP_TAGS or tag.startswith(_KEEP_PREFIX):
+            # a form may hold several runs (e.g. "3.14", a URL): keep letter/digit runs only,
+            # so FTS5 splits it the same way at index and query time
+            out.extend(_words(tok.form))
+    return out
+
+
+def analyze(text: str) -> list[str]:
+    """Search tokens of ``text``, in order, with repeats (BM25 needs term frequencies).
+
+    Never raises for any ``str``; returns ``[]`` only for text with no letters or digits.
+    """
+    if not has_hangul(text):
+        return _words(text)
+    kiwi = _get_kiwi()
+    tokens = _kiwi_tokens(kiwi, text) if kiwi is not None else []
+    if kiwi is None:
+        # no morphology: Latin words plus Hangul bigrams
+        tokens = [w for w in _words(_HANGUL.sub(" ", text))] + hangul_bigrams(text)
+    if not any(has_hangul(t) for t in tokens):
+        tokens = tokens + hangul_bigrams(text)
+    return tokens
+
+
+def to_fts_text(text: str) -> str:
+    """What goes into the FTS5 ``tokens`` column: the analyzed tokens joined by spaces."""
+    return " ".join(analyze(text))
