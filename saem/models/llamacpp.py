@@ -46,7 +46,7 @@ from saem.models._grammar import JSON_OBJECT_GBNF, json_schema_grammar, tool_cal
 from saem.models._structured import StructuredOutputParser, is_pydantic_class
 from saem.models._tools import forced_tools, parse_tool_calls, to_openai_tools, to_template_messages
 from saem.models.registry import fetch_hub_gguf, resolve
-from saem.models.tracing import ChatTrace
+from saem.models.tracing import ChatTrace, langsmith_params
 
 __all__ = ["LlamaCppChatModel", "LlamaEngine", "ChatTrace"]
 
@@ -155,16 +155,7 @@ class LlamaCppChatModel(BaseChatModel):
                 **{k: getattr(self, k) for k in _SAMPLING_KEYS}}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(
-            ls_provider="llamacpp",
-            ls_model_name=kwargs.get("model") or self.model_name,
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-        )
-        if stop or self.stop:
-            params["ls_stop"] = stop or self.stop
-        return params
+        return langsmith_params(self, "llamacpp", self.model_name, stop, kwargs)  # type: ignore[no-any-return]
 
     @property
     def loaded_engine(self) -> LlamaEngine:

@@ -41,6 +41,7 @@ from pydantic import ConfigDict, SecretStr
 from saem.errors import ModelError
 from saem.models._structured import StructuredOutputParser, is_pydantic_class
 from saem.models._tools import _text, forced_tools, to_openai_tools
+from saem.models.tracing import langsmith_params
 
 __all__ = ["OpenAICompatibleChatModel"]
 
@@ -86,16 +87,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
         return {"base_url": self.base_url, "model": self.model, "temperature": self.temperature}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(
-            ls_provider="openai_compatible",
-            ls_model_name=kwargs.get("model") or self.model,
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-        )
-        if stop or self.stop:
-            params["ls_stop"] = stop or self.stop
-        return params
+        return langsmith_params(self, "openai_compatible", self.model, stop, kwargs)  # type: ignore[no-any-return]
 
     # --- HTTP ------------------------------------------------------------------------------
 

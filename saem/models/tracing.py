@@ -89,3 +89,19 @@ class TraceRecorder:
     def clear(self) -> None:
         with self._lock:
             self._traces.clear()
+
+
+def langsmith_params(model: Any, provider: str, model_name: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Any:
+    """The standard LangSmith params of a saem chat model (per-call overrides win over fields)."""
+    from langchain_core.language_models.chat_models import LangSmithParams
+
+    params = LangSmithParams(
+        ls_provider=provider,
+        ls_model_name=kwargs.get("model") or model_name,
+        ls_model_type="chat",
+        ls_temperature=kwargs.get("temperature", model.temperature),
+        ls_max_tokens=kwargs.get("max_tokens", model.max_tokens),
+    )
+    if stop or model.stop:
+        params["ls_stop"] = stop or model.stop
+    return params

@@ -137,3 +137,13 @@ def iter_paragraphs(root: Element, *, skip: frozenset[str]) -> list[tuple[str, E
         child_in_t = in_t or name == "t"
         stack.extend((child, False, child_in_t) for child in reversed(list(elem)))
     return out
+
+
+def metadata_title(xml: bytes | None, path: Path, member: str) -> str | None:
+    """The first non-empty ``<title>`` element (any namespace) of a metadata part, whitespace folded."""
+    if not xml:
+        return None
+    for elem in parse_xml(xml, path, member).iter():
+        if local_name(elem.tag) == "title" and elem.text and elem.text.strip():
+            return " ".join(elem.text.split())
+    return None

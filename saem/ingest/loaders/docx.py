@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.etree.ElementTree import Element
 
 from saem.errors import ParseError
-from saem.ingest.loaders._archive import SafeZip, iter_paragraphs, local_name, parse_xml
+from saem.ingest.loaders._archive import SafeZip, iter_paragraphs, local_name, metadata_title, parse_xml
 from saem.ingest.loaders._common import TextBuilder, sections_from_headings
 from saem.ingest.types import LoadedDocument
 
@@ -75,15 +75,6 @@ def _style_levels(styles_xml: bytes | None, path: Path) -> tuple[dict[str, int],
     return levels, titles
 
 
-def _core_title(core_xml: bytes | None, path: Path) -> str | None:
-    if not core_xml:
-        return None
-    for elem in parse_xml(core_xml, path, "docProps/core.xml"):
-        if local_name(elem.tag) == "title" and elem.text and elem.text.strip():
-            return _WS.sub(" ", elem.text).strip()
-    return None
-
-
 def load_docx(data: bytes, path: Path) -> LoadedDocument:
     """Load a ``.docx``. Raises ``ParseError`` (not a zip, no ``word/document.xml``, bad XML) or
     ``FileRejected`` (archive limits)."""
@@ -93,7 +84,7 @@ def load_docx(data: bytes, path: Path) -> LoadedDocument:
         raise ParseError("not a Word document (no word/document.xml)", path=path)
     root = parse_xml(document, path, "word/document.xml")
     levels, title_styles = _style_levels(archive.read("word/styles.xml"), path)
-    title = _core_title(archive.read("docProps/core.xml"), path)
+    title = metadata_title(archive.read("docProps/core.xml"), path, "docProps/core.xml")
     body = _child(root, "body")
     if body is None:
         raise ParseError("word/document.xml has no body", path=path)

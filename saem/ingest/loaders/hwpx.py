@@ -18,7 +18,7 @@ from pathlib import Path
 from xml.etree.ElementTree import Element
 
 from saem.errors import ParseError
-from saem.ingest.loaders._archive import SafeZip, iter_paragraphs, local_name, parse_xml
+from saem.ingest.loaders._archive import SafeZip, iter_paragraphs, local_name, metadata_title, parse_xml
 from saem.ingest.loaders._common import TextBuilder, sections_from_headings
 from saem.ingest.loaders.docx import attr
 from saem.ingest.types import LoadedDocument
@@ -54,16 +54,6 @@ def _heading_maps(header_xml: bytes | None, path: Path) -> tuple[dict[str, int],
     return by_style, by_para
 
 
-def _title(archive: SafeZip, path: Path) -> str | None:
-    content = archive.read("Contents/content.hpf")
-    if not content:
-        return None
-    for elem in parse_xml(content, path, "Contents/content.hpf").iter():
-        if local_name(elem.tag) == "title" and elem.text and elem.text.strip():
-            return _WS.sub(" ", elem.text).strip()
-    return None
-
-
 def load_hwpx(data: bytes, path: Path) -> LoadedDocument:
     """Load a ``.hwpx``. Raises ``ParseError`` (not a zip, no section XML, bad XML) or
     ``FileRejected`` (archive limits)."""
@@ -72,7 +62,7 @@ def load_hwpx(data: bytes, path: Path) -> LoadedDocument:
     if not numbered:
         raise ParseError("not a Hangul document (no Contents/section*.xml)", path=path)
     by_style, by_para = _heading_maps(archive.read("Contents/header.xml"), path)
-    title = _title(archive, path)
+    title = metadata_title(archive.read("Contents/content.hpf"), path, "Contents/content.hpf")
 
     out = TextBuilder()
     headings: list[tuple[int, int, str]] = []
