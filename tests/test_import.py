@@ -21,7 +21,8 @@ def _modules_after(code: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "code",
-    ["import saem", "import saem.models", "from saem import Saem; Saem", "import saem.cli.main"],
+    ["import saem", "import saem.models", "import saem.retrieval", "import saem.memory", "from saem import Saem; Saem",
+     "import saem.cli.main"],
 )
 def test_import_does_not_pull_heavy_libraries(code: str) -> None:
     loaded = _modules_after(code)

@@ -58,6 +58,7 @@ from saem.errors import IndexCorrupt, StorageBusy
 from saem.ingest.types import ChunkSpec
 
 __all__ = [
+    "make_engine",
     "Base",
     "Source",
     "Chunk",
@@ -154,7 +155,7 @@ _FTS_DDL = (
 )
 
 
-def _make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engine:
+def make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engine:
     if readonly:
         url = f"sqlite+pysqlite:///file:{db_path}?mode=ro&uri=true"
     else:
@@ -193,7 +194,7 @@ class Catalogue:
     def __init__(self, db_path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> None:
         self.db_path = Path(db_path)
         self.readonly = readonly
-        self.engine = _make_engine(self.db_path, readonly=readonly, busy_timeout_s=busy_timeout_s)
+        self.engine = make_engine(self.db_path, readonly=readonly, busy_timeout_s=busy_timeout_s)
         self._write_engine = self.engine.execution_options(saem_write=True)
 
     @classmethod

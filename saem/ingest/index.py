@@ -38,7 +38,16 @@ from sqlalchemy.orm import Session
 from saem.errors import IndexCorrupt
 from saem.ingest.catalogue import Catalogue, Chunk, get_meta, iter_embeddings
 
-__all__ = ["INDEX_FILE", "META_FILE", "IndexMeta", "VectorIndex", "catalogue_state", "open_index", "read_meta"]
+__all__ = [
+    "INDEX_FILE",
+    "META_FILE",
+    "IndexMeta",
+    "VectorIndex",
+    "atomic_write",
+    "catalogue_state",
+    "open_index",
+    "read_meta",
+]
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -110,12 +119,12 @@ class VectorIndex:
         """Atomically replace ``index.faiss`` then ``index.json`` in ``data_dir``."""
         folder = Path(data_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / INDEX_FILE, lambda tmp: _faiss().write_index(self.index, str(tmp)))
+        atomic_write(folder / INDEX_FILE, lambda tmp: _faiss().write_index(self.index, str(tmp)))
         payload = json.dumps(asdict(meta)).encode()
-        _atomic_write(folder / META_FILE, lambda tmp: tmp.write_bytes(payload))
+        atomic_write(folder / META_FILE, lambda tmp: tmp.write_bytes(payload))
 
 
-def _atomic_write(target: Path, write: Any) -> None:
+def atomic_write(target: Path, write: Any) -> None:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(name)

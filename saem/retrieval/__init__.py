@@ -1,1 +1,23 @@
-"""retrieval"""
+"""Retrieval: dense (FAISS) + lexical (SQLite FTS5, Korean-aware) search, fusion and reranking.
+
+    from saem.retrieval import FaissVectorStore
+    store = FaissVectorStore(embedding=my_embeddings, path="./vectors")   # path=None: in memory
+    store.add_texts(["토큰은 텍스트의 조각이다"], metadatas=[{"source": "notes.md"}])
+    store.similarity_search("token", k=1, filter={"source": {"$glob": "*.md"}})
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"FaissVectorStore": "saem.retrieval.vectorstore"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saem.retrieval' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
