@@ -1,1 +1,83 @@
-"""memory"""
+"""Memory: chat sessions and their history, long-term facts per user, and a key–value store.
+
+    from saem.memory import LongTermMemory, MemoryDB, SQLiteChatMessageHistory, SQLiteStore
+    db = MemoryDB.open(settings.db_path)              # one handle, shared by all three
+    history = SQLiteChatMessageHistory("s1", db, "alice")
+    ltm = LongTermMemory(db, embeddings)
+    store = SQLiteStore(db, namespace="user:alice")
+
+Everything lives in one SQL database (``saem.db`` by default; any SQLAlchemy URL). Imports are
+lazy so ``import saem.memory`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from saem.memory._schema import MemoryDB
+    from saem.memory.history import (
+        SessionForbidden,
+        SessionInfo,
+        SQLiteChatMessageHistory,
+        delete_session,
+        list_sessions,
+    )
+    from saem.memory.longterm import (
+        Command,
+        LLMDecider,
+        LongTermMemory,
+        Memory,
+        MemoryDecision,
+        Proposal,
+        ThresholdDecider,
+        extraction_prompt,
+        parse_command,
+    )
+    from saem.memory.store import SQLiteStore
+
+_LAZY = {
+    "MemoryDB": "saem.memory._schema",
+    "SQLiteChatMessageHistory": "saem.memory.history",
+    "SessionInfo": "saem.memory.history",
+    "SessionForbidden": "saem.memory.history",
+    "list_sessions": "saem.memory.history",
+    "delete_session": "saem.memory.history",
+    "LongTermMemory": "saem.memory.longterm",
+    "Memory": "saem.memory.longterm",
+    "MemoryDecision": "saem.memory.longterm",
+    "Proposal": "saem.memory.longterm",
+    "ThresholdDecider": "saem.memory.longterm",
+    "LLMDecider": "saem.memory.longterm",
+    "Command": "saem.memory.longterm",
+    "parse_command": "saem.memory.longterm",
+    "extraction_prompt": "saem.memory.longterm",
+    "SQLiteStore": "saem.memory.store",
+}
+
+__all__ = [
+    "MemoryDB",
+    "SQLiteChatMessageHistory",
+    "SessionInfo",
+    "SessionForbidden",
+    "list_sessions",
+    "delete_session",
+    "LongTermMemory",
+    "Memory",
+    "MemoryDecision",
+    "Proposal",
+    "ThresholdDecider",
+    "LLMDecider",
+    "Command",
+    "parse_command",
+    "extraction_prompt",
+    "SQLiteStore",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saem.memory' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,531 @@
+"""Long-term memory: short facts about each user, with embeddings, in the memory database.
+
+    ltm = LongTermMemory("./.saem/saem.db", embeddings)
+    ltm.add("alice", "I live in Seoul").action              # 'ADD'
+    ltm.add("alice", "I live in Seoul.").action             # 'NOOP' (the same fact, said again)
+    ltm.recall("alice", "where do I live?", k=3)[0].text    # 'I live in Seoul'
+    ltm.extract_facts(chat_model, "alice", turn_text)       # an LLM proposes ADD/UPDATE/DELETE/NOOP
+    ltm.apply_command("alice", "기억해 줘: 내 생일은 5월 3일")  # explicit "remember"/"forget"
+
+Isolation: every read and write is filtered by ``user_id``; one user's memories are never
+returned, updated or deleted through another user's calls (an id of another user's row acts as
+if it did not exist).
+
+Decisions. ``add`` embeds the fact, takes the user's ``k_candidates`` most similar memories and asks
+``decide(text, candidates) -> Proposal`` what to do. The default, ``ThresholdDecider``, is
+deterministic (see its docstring); pass ``decide=LLMDecider(model)`` to let a chat model judge.
+Whatever proposes, the same guards apply when the change is written: an UPDATE or DELETE may
+only touch one of the candidates shown to it (anything else becomes ADD or NOOP), and an ADD whose
+exact text the user already has becomes NOOP. Model calls and embedding happen before the write
+transaction, which is one short ``BEGIN IMMEDIATE``.
+
+Similarity is cosine over L2-normalised float32 vectors, computed with numpy over all of the
+user's rows per call: fine for the thousands of facts a person accumulates (a 10k × 512 matrix is
+20 MB and a millisecond), not meant for millions. Rows embedded by another model are re-embedded
+on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from saem.errors import StructuredOutputError
+from saem.memory._schema import MemoryDB, MemoryRow
+
+__all__ = [
+    "Memory",
+    "MemoryDecision",
+    "Proposal",
+    "Decide",
+    "ThresholdDecider",
+    "LLMDecider",
+    "LongTermMemory",
+    "MemoryOp",
+    "MemoryOps",
+    "Command",
+    "parse_command",
+    "extraction_prompt",
+]
+
+Action = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One remembered fact. ``score`` is the cosine similarity when it came from a search."""
+
+    id: int
+    text: str
+    created: float
+    updated: float
+    source_session: str | None
+    source_turn: int | None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a ``decide`` step proposes for one fact: ``target`` is a candidate's id
+    (UPDATE/DELETE; optional for NOOP); ``text`` replaces the fact's wording (ADD/UPDATE)."""
+
+    action: Action
+    target: int | None = None
+    text: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryDecision:
+    """What was done: ``memory`` is the row as written (ADD/UPDATE) or the one that made a fact
+    redundant (NOOP, when known); ``previous`` is the row before an UPDATE or the deleted row."""
+
+    action: Action
+    text: str
+    memory: Memory | None = None
+    previous: Memory | None = None
+    reason: str = ""
+
+
+Decide = Callable[[str, Sequence[Memory]], Proposal]
+
+
+_TOKEN = re.compile(r"[0-9a-z]+|[\uac00-\ud7a3]+")
+
+
+def _tokens(text: str) -> set[str]:
+    """Lower-cased words; Hangul runs as syllable bigrams, so particles and endings matter less."""
+    out: set[str] = set()
+    for tok in _TOKEN.findall(text.lower()):
+        if "\uac00" <= tok[0] <= "\ud7a3" and len(tok) > 1:
+            out.update(tok[i : i + 2] for i in range(len(tok) - 1))
+        else:
+            out.add(tok)
+    return out
+
+
+@dataclass(frozen=True)
+class ThresholdDecider:
+    """The deterministic default. With ``best`` the most similar candidate (cosine ``s``):
+
+    1. NOOP if ``s >= noop`` (near-identical wording), or if ``s >= update`` and the new text adds
+       no word the old one lacks (``"User lives in Seoul"`` after ``"The user lives in Seoul"``);
+    2. UPDATE ``best`` if ``s >= update``, the new text adds words (a changed detail: a new date,
+       colour, place), and ``best`` beats the runner-up by ``margin`` (never guess between two rows);
+    3. otherwise ADD.
+
+    Defaults come from the packaged USE-m embedder: rewordings of one fact score 0.85-0.98; a
+    changed detail anywhere from 0.88 (a birthday's date) down to 0.55 ("I live in Seoul" →
+    "Busan"), which overlaps different facts on one topic ("I like coffee" / "tea": 0.64). So
+    below ``update`` the rule ADDs rather than guess: a duplicate is recoverable, an overwritten
+    fact is not. ``LLMDecider`` (or ``extract_facts``) is what catches the far changes.
+    """
+
+    noop: float = 0.95
+    update: float = 0.80
+    margin: float = 0.05
+
+    def __call__(self, text: str, candidates: Sequence[Memory]) -> Proposal:
+        ranked = sorted((c for c in candidates if c.score is not None), key=lambda c: -(c.score or 0.0))
+        if not ranked:
+            return Proposal("ADD", reason="no similar memory")
+        best, score = ranked[0], ranked[0].score or 0.0
+        if score >= self.noop:
+            return Proposal("NOOP", target=best.id, reason=f"same as memory {best.id} (cosine {score:.2f})")
+        if score < self.update:
+            return Proposal("ADD", reason=f"nearest memory {best.id} at cosine {score:.2f} < {self.update}")
+        if not (_tokens(text) - _tokens(best.text)):
+            return Proposal("NOOP", target=best.id, reason=f"adds nothing to memory {best.id} (cosine {score:.2f})")
+        runner_up = (ranked[1].score or 0.0) if len(ranked) > 1 else -1.0
+        if score - runner_up < self.margin:
+            return Proposal("ADD", reason=f"memories {best.id} and {ranked[1].id} are equally close")
+        return Proposal("UPDATE", target=best.id, reason=f"changes memory {best.id} (cosine {score:.2f})")
+
+
+# --- the LLM step ------------------------------------------------------------------------------
+
+
+class MemoryOp(BaseModel):
+    """One operation on the user's memories."""
+
+    # every key required, so a grammar makes even a small model write all three, in this order
+    action: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
+    text: str = Field(description="the fact, one short sentence (for ADD and UPDATE; may be empty otherwise)")
+    target: int | None = Field(description="the number of an existing memory (UPDATE, DELETE, NOOP), else null")
+
+
+class MemoryOps(BaseModel):
+    """The operations to apply to the user's memories after a conversation turn."""
+
+    operations: list[MemoryOp]
+
+
+_SYSTEM = """You maintain a list of durable facts about the user: preferences, biography, plans, \
+relationships, and anything the user asks you to remember. Read the conversation turn and compare \
+it with the existing memories. For each new or changed fact output one operation:
+- ADD: a new fact (write it as one short sentence, in the language of the conversation);
+- UPDATE: an existing memory is now different or more precise (give its number and the new text);
+- DELETE: the user says an existing memory is wrong or asks to forget it (give its number);
+- NOOP: the fact is already remembered (give its number).
+Ignore small talk, questions, and facts about the world that are not about the user.
+Answer with JSON only: {"operations": [{"action": "ADD", "text": "...", "target": null}]}.
+Output {"operations": []} when there is nothing to remember."""
+
+
+def extraction_prompt(turn_text: str, candidates: Sequence[Memory]) -> list[BaseMessage]:
+    """The messages ``extract_facts`` sends: existing memories are numbered 0..n-1 (not by row
+    id, so a model cannot name a row it was not shown)."""
+    listed = "\n".join(f"{i}. {m.text}" for i, m in enumerate(candidates)) or "(none)"
+    return [
+        SystemMessage(_SYSTEM),
+        HumanMessage(f"Existing memories:\n{listed}\n\nConversation turn:\n{turn_text.strip()}"),
+    ]
+
+
+def _ask(model: BaseChatModel, messages: list[BaseMessage]) -> MemoryOps:
+    """``with_structured_output(MemoryOps)``; if the model answered in text instead of the tool
+    call (e.g. a fake or a model without tools), the JSON in its text is parsed."""
+    try:
+        out: Any = model.with_structured_output(MemoryOps, include_raw=True).invoke(messages)
+    except NotImplementedError:
+        out = {"raw": model.invoke(messages), "parsed": None}
+    parsed = out.get("parsed") if isinstance(out, dict) else out
+    if isinstance(parsed, MemoryOps):
+        return parsed
+    if isinstance(parsed, dict):
+        return MemoryOps.model_validate(parsed)
+    raw = out.get("raw") if isinstance(out, dict) else None
+    raw_text = raw.text if isinstance(raw, BaseMessage) else ""
+    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw_text)
+    try:
+        return MemoryOps.model_validate_json(body)
+    except ValidationError as err:
+        raise StructuredOutputError(
+            f"memory extraction: the model's answer is not valid MemoryOps JSON ({err.error_count()} errors)",
+            raw=raw_text,
+            hint="use a model with structured output (json_schema) or a larger model",
+        ) from err
+
+
+@dataclass(frozen=True)
+class LLMDecider:
+    """A ``decide`` step that asks a chat model about one fact (one call per ``add``)."""
+
+    model: BaseChatModel
+
+    def __call__(self, text: str, candidates: Sequence[Memory]) -> Proposal:
+        ops = _ask(self.model, extraction_prompt(f"Remember this fact: {text}", candidates)).operations
+        if not ops:
+            return Proposal("NOOP", reason="the model proposed nothing")
+        op = ops[0]
+        target = candidates[op.target].id if op.target is not None and 0 <= op.target < len(candidates) else -1
+        return Proposal(op.action, target=None if op.target is None else target, text=op.text or None, reason="llm")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class Command(NamedTuple):
+    action: Literal["remember", "forget"]
+    fact: str
+
+
+_EN_REMEMBER = re.compile(r"^(?:please\s*,?\s+)?remember(?:\s+that\b|\s*[:,])\s*(?P<fact>.+)$", re.I | re.S)
+_EN_FORGET = re.compile(r"^(?:please\s*,?\s+)?forget(?:\s+that\b|\s+about\b|\s*[:,]|\s)\s*(?P<fact>.+)$", re.I | re.S)
+_NOT_A_FACT = {"it", "that", "this", "about", "everything", "그거", "그것", "이거"}
+_KO_FIRST = re.compile(
+    r"^\s*(?P<verb>기억|잊어)(?:해)?\s*(?:줘|주세요|둬|두세요|줄래|버려|버려줘)?\s*[:：,]\s*(?P<fact>.+)$"
+    r"|^\s*(?P<verb2>기억해|잊어)\s*(?:줘|주세요|둬|두세요|버려)\s+(?P<fact2>.+)$",
+    re.DOTALL,
+)
+_KO_LAST = re.compile(
+    r"^\s*(?P<fact>.+?)\s*(?:(?P<obj>을|를|걸)\s*(?P<r>기억해)|(?:을|를|걸|은|는)?\s*(?P<f>잊어))"
+    r"\s*(?:줘|주세요|둬|두세요|버려|버려줘|줄래)?\s*[.!~。]*\s*$",
+    re.DOTALL,
+)
+
+
+def parse_command(text: str) -> Command | None:
+    """An explicit memory command, or ``None``. Recognised (case-insensitive, at the start or,
+    in Korean, at the end of the message): "remember that …", "remember: …", "please remember
+    …:", "forget …", "forget that/about …", "기억해 줘 …", "기억해: …", "…을/를 기억해(줘)",
+    "잊어 줘 …", "…을/를/은/는 잊어(줘/버려)". Questions ("…?") are not commands."""
+    stripped = text.strip()
+    if not stripped or stripped.endswith(("?", "？")):
+        return None
+    m = _EN_REMEMBER.match(stripped)
+    if m:
+        return _command("remember", m.group("fact"))
+    m = _EN_FORGET.match(stripped)
+    if m:
+        return _command("forget", m.group("fact"))
+    m = _KO_FIRST.match(stripped)
+    if m:
+        verb = m.group("verb") or m.group("verb2")
+        return _command("remember" if verb.startswith("기억") else "forget", m.group("fact") or m.group("fact2"))
+    m = _KO_LAST.match(stripped)
+    if m:
+        return _command("remember" if m.group("r") else "forget", m.group("fact"))
+    return None
+
+
+def _command(action: Literal["remember", "forget"], fact: str) -> Command | None:
+    fact = fact.strip().strip("\"'“”‘’「」").strip()
+    fact = re.sub(r"[.!。~\s]+$", "", fact)
+    # "…라는 것/…다는 것" (that …) names the fact itself
+    fact = re.sub(r"이라는\s*(?:것|거)?$", "이다", fact)
+    fact = re.sub(r"라는\s*(?:것|거)?$", "다", fact)
+    fact = re.sub(r"다는\s*(?:것|거)?$", "다", fact)
+    return Command(action, fact) if fact and fact.lower() not in _NOT_A_FACT else None
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class _Plan(NamedTuple):
+    action: Action
+    text: str
+    vector: np.ndarray | None
+    target: int | None
+    reason: str
+
+
+class LongTermMemory:
+    """Per-user facts with embeddings. Thread- and process-safe; cheap to construct."""
+
+    def __init__(
+        self,
+        db: MemoryDB | str | Path | URL,
+        embeddings: Embeddings,
+        *,
+        decide: Decide | None = None,
+        k_candidates: int = 5,
+        forget_threshold: float = 0.8,
+    ) -> None:
+        self.db = MemoryDB.open(db)
+        self.embeddings = embeddings
+        self.model_id = str(getattr(embeddings, "model_id", None) or type(embeddings).__name__)
+        self.default_decider = ThresholdDecider()
+        self.decide: Decide = decide or self.default_decider
+        self.k_candidates = k_candidates
+        self.forget_threshold = forget_threshold
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def memories(self, user_id: str) -> list[Memory]:
+        """All of the user's memories, oldest first."""
+        with self.db.read() as s:
+            rows = s.scalars(select(MemoryRow).where(MemoryRow.user_id == user_id).order_by(MemoryRow.id))
+            return [_memory(r) for r in rows]
+
+    def recall(self, user_id: str, query: str, k: int = 5, *, min_score: float | None = None) -> list[Memory]:
+        """The user's ``k`` memories most similar to ``query``, best first, with ``score`` set."""
+        return self._similar(user_id, self._embed([query])[0], k, min_score=min_score)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def add(
+        self, user_id: str, text: str, source_session: str | None = None, source_turn: int | None = None
+    ) -> MemoryDecision:
+        """Remember ``text`` for the user: ADD, UPDATE a similar memory, or NOOP (see module doc)."""
+        text = text.strip()
+        if not text:
+            return MemoryDecision("NOOP", text, reason="empty fact")
+        vector = self._embed([text])[0]
+        candidates = self._similar(user_id, vector, self.k_candidates)
+        proposal = self.decide(text, candidates)
+        plan = self._plan(proposal, text, vector, candidates)
+        return self._apply(user_id, [plan], source_session, source_turn)[0]
+
+    def extract_facts(
+        self,
+        model: BaseChatModel,
+        user_id: str,
+        turn_text: str,
+        *,
+        source_session: str | None = None,
+        source_turn: int | None = None,
+        k: int = 8,
+    ) -> list[MemoryDecision]:
+        """Ask ``model`` (structured output) which durable facts the turn holds and how they
+        change the user's memories; apply them. One model call. Raises ``StructuredOutputError``
+        when the answer does not parse (nothing is written then)."""
+        candidates = self.recall(user_id, turn_text, k)
+        ops = _ask(model, extraction_prompt(turn_text, candidates)).operations
+        texts = [op.text.strip() for op in ops]
+        need = sorted({t for t, op in zip(texts, ops, strict=True) if t and op.action in ("ADD", "UPDATE")})
+        vectors = dict(zip(need, self._embed(need), strict=True)) if need else {}
+        plans: list[_Plan] = []
+        for op, text in zip(ops, texts, strict=True):
+            shown = op.target is not None and 0 <= op.target < len(candidates)
+            target = candidates[op.target].id if shown and op.target is not None else None
+            if op.target is not None and not shown:
+                target = -1  # a number the model was not shown: never a real row
+            vector = vectors.get(text)
+            if op.action == "ADD" and vector is not None:
+                # the same fact said twice is stored once, whoever proposed it
+                dup = self.default_decider(text, self._similar(user_id, vector, self.k_candidates))
+                if dup.action == "NOOP":
+                    plans.append(_Plan("NOOP", text, None, dup.target, dup.reason))
+                    continue
+            plans.append(self._plan(Proposal(op.action, target, text or None, "llm"), text, vector, candidates))
+        return self._apply(user_id, plans, source_session, source_turn)
+
+    def forget(
+        self, user_id: str, *, id: int | None = None, query: str | None = None, threshold: float | None = None
+    ) -> list[Memory]:
+        """Delete the user's memory ``id``, or every memory whose cosine to ``query`` is at least
+        ``threshold`` (default ``forget_threshold``). Returns the removed memories (scored when by
+        query); another user's id removes nothing."""
+        if (id is None) == (query is None):
+            raise ValueError("forget needs exactly one of id= or query=")
+        if id is not None:
+            with self.db.read() as s:
+                row = s.scalar(select(MemoryRow).where(MemoryRow.id == id, MemoryRow.user_id == user_id))
+                victims = [_memory(row)] if row is not None else []
+        else:
+            assert query is not None
+            limit = self.forget_threshold if threshold is None else threshold
+            victims = self._similar(user_id, self._embed([query])[0], None, min_score=limit)
+        if not victims:
+            return []
+        with self.db.write() as s:
+            ids = [m.id for m in victims]
+            gone = set(
+                s.scalars(
+                    delete(MemoryRow).where(MemoryRow.user_id == user_id, MemoryRow.id.in_(ids)).returning(MemoryRow.id)
+                )
+            )
+        return [m for m in victims if m.id in gone]
+
+    def apply_command(
+        self, user_id: str, text: str, *, source_session: str | None = None, source_turn: int | None = None
+    ) -> list[MemoryDecision] | None:
+        """Carry out an explicit "remember …"/"forget …" message; ``None`` if ``text`` is not one."""
+        command = parse_command(text)
+        if command is None:
+            return None
+        if command.action == "remember":
+            return [self.add(user_id, command.fact, source_session, source_turn)]
+        removed = self.forget(user_id, query=command.fact)
+        if not removed:
+            return [MemoryDecision("NOOP", command.fact, reason="no memory close enough to forget")]
+        return [MemoryDecision("DELETE", command.fact, previous=m, reason="asked to forget") for m in removed]
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _embed(self, texts: list[str]) -> list[np.ndarray]:
+        matrix = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        unit = (matrix / np.where(norms == 0, 1.0, norms)).astype("<f4")
+        return list(unit)
+
+    def _similar(
+        self, user_id: str, vector: np.ndarray, k: int | None, *, min_score: float | None = None
+    ) -> list[Memory]:
+        with self.db.read() as s:
+            rows = list(s.scalars(select(MemoryRow).where(MemoryRow.user_id == user_id).order_by(MemoryRow.id)))
+        if not rows:
+            return []
+        rows = self._refresh(rows, vector.shape[0])
+        matrix = np.stack([np.frombuffer(r.embedding, dtype="<f4") for r in rows])
+        scores = matrix @ vector
+        order = np.argsort(-scores, kind="stable")  # ties: older memory first
+        out = [replace(_memory(rows[i]), score=float(scores[i])) for i in order]
+        if min_score is not None:
+            out = [m for m in out if (m.score or 0.0) >= min_score]
+        return out if k is None else out[:k]
+
+    def _refresh(self, rows: list[MemoryRow], dim: int) -> list[MemoryRow]:
+        """Re-embed rows written by another embedder (or of another dimension), and store them."""
+        stale = [r for r in rows if r.embed_model != self.model_id or len(r.embedding) != 4 * dim]
+        if not stale:
+            return rows
+        vectors = self._embed([r.text for r in stale])
+        with self.db.write() as s:
+            for row, vec in zip(stale, vectors, strict=True):
+                row.embedding, row.embed_model = vec.tobytes(), self.model_id
+                s.execute(
+                    update(MemoryRow)
+                    .where(MemoryRow.id == row.id, MemoryRow.text == row.text)
+                    .values(embedding=row.embedding, embed_model=self.model_id)
+                )
+        return rows
+
+    def _plan(self, proposal: Proposal, text: str, vector: np.ndarray | None, candidates: Sequence[Memory]) -> _Plan:
+        """Check a proposal against the candidates it was made from."""
+        shown = {c.id for c in candidates}
+        new_text = (proposal.text or text).strip()
+        if new_text != text and proposal.action in ("ADD", "UPDATE"):
+            vector = self._embed([new_text])[0]
+        if proposal.action in ("UPDATE", "DELETE") and proposal.target not in shown:
+            fallback: Action = "ADD" if proposal.action == "UPDATE" else "NOOP"
+            return _Plan(fallback, new_text, vector, None, f"{proposal.action} of a memory not among the candidates")
+        if proposal.action in ("ADD", "UPDATE") and not new_text:
+            return _Plan("NOOP", text, None, None, "empty fact")
+        target = proposal.target if proposal.target in shown else None
+        return _Plan(proposal.action, new_text, vector, target, proposal.reason)
+
+    def _apply(
+        self, user_id: str, plans: list[_Plan], source_session: str | None, source_turn: int | None
+    ) -> list[MemoryDecision]:
+        decisions: list[MemoryDecision] = []
+        now = time.time()
+        with self.db.write() as s:
+            for plan in plans:
+                decisions.append(self._apply_one(s, user_id, plan, now, source_session, source_turn))
+        return decisions
+
+    def _apply_one(
+        self, s: Session, user_id: str, p: _Plan, now: float, source_session: str | None, source_turn: int | None
+    ) -> MemoryDecision:
+        old = None
+        if p.target is not None:
+            old = s.scalar(select(MemoryRow).where(MemoryRow.id == p.target, MemoryRow.user_id == user_id))
+        previous = _memory(old) if old is not None else None
+        action, reason = p.action, p.reason
+        if action in ("UPDATE", "DELETE") and old is None:  # removed since it was shown
+            action, reason = ("ADD" if action == "UPDATE" else "NOOP"), f"memory {p.target} is gone; {reason}"
+        if action == "ADD":
+            same = s.scalar(select(MemoryRow).where(MemoryRow.user_id == user_id, MemoryRow.text == p.text).limit(1))
+            if same is not None:
+                return MemoryDecision("NOOP", p.text, memory=_memory(same), reason="exact duplicate")
+            assert p.vector is not None
+            row = MemoryRow(
+                user_id=user_id, text=p.text, embedding=p.vector.tobytes(), embed_model=self.model_id,
+                created_at=now, updated_at=now, source_session=source_session, source_turn=source_turn,
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return MemoryDecision("ADD", p.text, memory=_memory(row), reason=reason)
+        if action == "UPDATE" and old is not None:
+            assert p.vector is not None
+            old.text, old.embedding, old.embed_model, old.updated_at = p.text, p.vector.tobytes(), self.model_id, now
+            old.source_session, old.source_turn = source_session, source_turn
+            s.flush()
+            return MemoryDecision("UPDATE", p.text, memory=_memory(old), previous=previous, reason=reason)
+        if action == "DELETE" and old is not None:
+            s.delete(old)
+            s.flush()
+            return MemoryDecision("DELETE", p.text, previous=previous, reason=reason)
+        return MemoryDecision("NOOP", p.text, memory=previous, reason=reason)
+
+    def __repr__(self) -> str:
+        return f"LongTermMemory({self.db!r}, embedder={self.model_id!r})"
+
+
+def _memory(row: MemoryRow) -> Memory:
+    return Memory(row.id, row.text, row.created_at, row.updated_at, row.source_session, row.source_turn)
