@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	@touch $@
 
 $(STAMP_DEV): $(STAMP)
-	$(PIP) install --progress-bar off -c $(CONSTRAINTS) -e '.[dev,baseline]'
+	$(PIP) install --progress-bar off -c $(CONSTRAINTS) -e '.[dev,baseline,eval]'
 	@touch $@
 
 install: $(STAMP)

@@ -87,6 +87,7 @@ class LlamaEngine:
         chat_template: str | None = None,
         cache: Literal["ram"] | None = None,
         cache_bytes: int = 1 << 30,
+        lora_path: str | Path | None = None,
         llama: Any = None,
     ) -> None:
         if model_path is None and llama is None:
@@ -100,6 +101,7 @@ class LlamaEngine:
         self.chat_template_source = chat_template
         self.cache_kind = cache
         self.cache_bytes = cache_bytes
+        self.lora_path = Path(lora_path) if lora_path is not None else None
         self.lock = threading.Lock()  # guards every use of self._llama (Lock, not RLock: astream hops threads)
         self._load_lock = threading.Lock()
         self._llama: Any = llama
@@ -154,13 +156,16 @@ class LlamaEngine:
                 n_threads_batch=self.n_threads,
                 n_batch=self.n_batch,
                 seed=self.seed,
+                lora_path=str(self.lora_path) if self.lora_path else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as err:
+            adapter = f" with adapter {self.lora_path}" if self.lora_path else ""
             raise ModelError(
-                f"llama.cpp could not load {self.model_path}: {err}",
+                f"llama.cpp could not load {self.model_path}{adapter}: {err}",
                 path=self.model_path,
-                hint="the file may be truncated or from a newer llama.cpp; re-download it or pick another GGUF",
+                hint="the file may be truncated or from a newer llama.cpp (or the adapter was trained for another "
+                "base model); re-create it or pick another GGUF",
             ) from err
         _OPEN.add(self)
         if self.cache_kind == "ram":

@@ -96,6 +96,8 @@ class LlamaCppChatModel(BaseChatModel):
     """Log rendered prompts at INFO level (off: prompts stay private)."""
     on_trace: Callable[[ChatTrace], None] | None = Field(default=None, exclude=True)
     """Called with the trace of every call (a per-call ``on_trace=`` kwarg works too)."""
+    lora_path: str | None = None
+    """A GGUF LoRA adapter (``saem.evaluation.gguf_lora``), applied when the model loads."""
     allow_downloads: bool = False
     """Accept a hub id ``owner/repo:file.gguf`` as ``model_path`` and download it (needs internet)."""
     engine: LlamaEngine | None = Field(default=None, exclude=True)
@@ -124,6 +126,7 @@ class LlamaCppChatModel(BaseChatModel):
             chat_template=self.chat_template,
             cache=self.kv_cache,
             cache_bytes=self.kv_cache_bytes,
+            lora_path=self.lora_path,
         )
         return self
 
@@ -151,7 +154,8 @@ class LlamaCppChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "model_path": str(self._path), "n_ctx": self.n_ctx,
+        return {"model_name": self.model_name, "model_path": str(self._path), "lora_path": self.lora_path,
+                "n_ctx": self.n_ctx,
                 **{k: getattr(self, k) for k in _SAMPLING_KEYS}}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
