@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(50_000_000, ge=1, description="Larger files are skipped.")
     embed_batch_size: int = Field(32, ge=1, le=4096, description="Texts per embedder call.")
     retrieve_k: int = Field(5, ge=1, le=1000, description="Chunks given to the model per question.")
+    rerank: Literal["auto", "none", "cross-encoder", "embedder", "llm"] = Field(
+        "auto", description="'auto': the cross-encoder when rerank_model is set, else none (measured best offline)."
+    )
+    rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(1.0, ge=0.0, description="Weight of dense search in fusion (0 = off).")
+    lexical_weight: float = Field(1.0, ge=0.0, description="Weight of lexical (FTS5) search in fusion (0 = off).")
+    retrieve_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per search stage.")
+    rerank_candidates: int = Field(20, ge=0, le=1000, description="Fused hits the reranker scores.")
+    rerank_max_chars: int = Field(1000, ge=1, description="Passages are cut to this length for reranking.")
+    rerank_batch_size: int = Field(16, ge=1, le=1024, description="Cross-encoder batch size.")
+    score_threshold: float | None = Field(
+        None, description="Abstain when the best cosine is below this (off: no use-m threshold separated them)."
+    )
+    mmr: bool = Field(False, description="Diversify results with maximal marginal relevance.")
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only.")
+    max_query_chars: int = Field(2000, ge=1, description="Longer queries are cut, with a warning.")
 
     # visibility
     log_prompts: bool = Field(False, description="Write rendered prompts to the log (off: prompts are private).")

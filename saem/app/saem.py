@@ -21,9 +21,12 @@ from saem.models.check import ModelStatus, check_models
 from saem.settings import Settings
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
 
     from saem.ingest.report import IngestProgress, IngestReport, Stats
+    from saem.retrieval.hybrid import HybridSearcher
 
 __all__ = ["Saem"]
 
@@ -52,6 +55,7 @@ class Saem:
         self.settings = settings if settings is not None else Settings.load(overrides, config_file=config_file)
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._searcher: HybridSearcher | None = None
 
     def __repr__(self) -> str:
         return f"Saem(data_dir={str(self.settings.data_dir)!r})"
@@ -105,3 +109,48 @@ class Saem:
         from saem.ingest.pipeline import stats
 
         return stats(self.settings)
+
+    @property
+    def searcher(self) -> HybridSearcher:
+        """The hybrid searcher over the data dir (built once; the index reloads after an ingest).
+
+        ``app.searcher.search(q, k)`` returns a ``RetrievalResult`` with per-stage ranks, timings,
+        warnings and — when nothing is relevant — ``abstained`` and ``reason``.
+        """
+        embedder = self.embedder
+        with self._lock:
+            if self._searcher is None:
+                from saem.retrieval.hybrid import HybridConfig, HybridSearcher
+                from saem.retrieval.rerank import load_reranker
+
+                kind = str(getattr(self.settings, "rerank", "auto"))
+                if kind == "auto":  # a configured cross-encoder, else none (measured: bench/retrieval.py)
+                    kind = "cross-encoder" if self.settings.rerank_model.lower() not in {"none", "off", ""} else "none"
+                if kind == "cross-encoder":
+                    kind = self.settings.rerank_model
+                reranker = load_reranker(kind, self.settings, embedder=embedder)
+                self._searcher = HybridSearcher(
+                    self.settings.data_dir,
+                    embedder,
+                    reranker=reranker,
+                    config=HybridConfig.from_settings(self.settings),
+                )
+            return self._searcher
+
+    def retrieve(self, query: str, k: int = 5, filters: dict[str, Any] | None = None) -> list[Document]:
+        """The ``k`` most relevant chunks for ``query`` as Documents (hybrid search; see ``saem.retrieval``).
+
+        Metadata: chunk_id, source, start, end, heading, page, score, cosine, and per stage
+        dense_rank/lexical_rank/fused_rank/rerank_rank (None when a stage did not see the chunk)
+        with their scores. An empty list means nothing cleared the score threshold (or nothing
+        is ingested). Read-only and thread-safe. Raises ``ValueError`` for a blank query,
+        ``ConfigError`` when the data dir was embedded by another model, ``ModelError``.
+        """
+        return self.searcher.search(query, k=k, filters=filters).documents()
+
+    def as_retriever(self, **kwargs: Any) -> BaseRetriever:
+        """This data dir as a LangChain retriever; ``kwargs``: ``k`` (default ``retrieve_k``), ``filters``."""
+        from saem.retrieval.retriever import SaemRetriever
+
+        kwargs.setdefault("k", self.settings.retrieve_k)
+        return SaemRetriever(searcher=self.searcher, **kwargs)

@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
             fail(err, debug=st.debug)
         if missing:
             console.print(
-                "[yellow]Not built yet:[/] " + "; ".join(dict.fromkeys(missing))
+                "[yellow]Not built yet:[/] "
+                + "; ".join(dict.fromkeys(missing))
                 + ". The demo stops after what exists (see README.md, 'Status')."
             )
 
@@ -82,44 +83,34 @@ def _ask(app, question: str) -> None:  # type: ignore[no-untyped-def]
     ask = getattr(app, "ask", None)
     if ask is None:
         console.print(f"[bold]Q:[/] {question}")
-        _show_dense_hits(app, question)
+        _show_sources(app, question)
         raise NotBuiltYet("question answering", issue="issue 7")
     answer = ask(question)
     console.print(f"[bold]Q:[/] {question}\n[bold]A:[/] {answer.text}")
 
 
-def _show_dense_hits(app, question: str, k: int = 3) -> None:  # type: ignore[no-untyped-def]
-    """Until the RAG chain exists: the chunks plain dense search finds (no fusion, no rerank)."""
-    import json
-
-    import numpy as np
-
-    from saem.ingest.catalogue import Catalogue, Chunk, Source
-    from saem.ingest.index import open_index
-
-    cat = Catalogue.open(app.settings.db_path, readonly=True)
-    try:
-        index = open_index(app.settings.data_dir, cat, persist=False)
-        if index is None:
-            console.print("[dim]  (nothing ingested)[/]")
-            return
-        hits = index.search(np.asarray(app.embedder.embed_query(question), dtype=np.float32), k=k)
-        console.print(f"[dim]  sources by dense search only (top {k}; hybrid retrieval is issue 6):[/]")
-        with cat.read() as session:
-            for rank, (chunk_id, score) in enumerate(hits, 1):
-                row = session.get(Chunk, chunk_id)
-                if row is None:
-                    continue
-                source = session.get(Source, row.source_id)
-                heading = " › ".join(json.loads(row.heading_path)) or "-"
-                snippet = " ".join(row.text.split())[:90]
-                name = source.path if source else "?"
-                console.print(
-                    f"  [{rank}] {score:.2f} {name} [{row.start}:{row.end}] {heading}\n      [dim]{snippet}…[/]",
-                    highlight=False,
-                )
-    finally:
-        cat.close()
+def _show_sources(app, question: str, k: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """What retrieval finds for ``question`` (the chunks an answer would be built from)."""
+    result = app.searcher.search(question, k=k)
+    for warning in result.warnings:
+        console.print(f"[yellow]  warning:[/] {warning}", highlight=False)
+    if result.abstained:
+        console.print(f"[dim]  (no relevant chunk: {result.reason})[/]", highlight=False)
+        return
+    stages = "dense + lexical → RRF" + (f" → rerank ({result.reranker})" if result.reranker else "")
+    console.print(f"[dim]  sources by hybrid retrieval (top {k}; {stages}):[/]", highlight=False)
+    for doc in result.documents():
+        m = doc.metadata
+        ranks = " ".join(
+            f"{name}#{m[key]}" for name, key in (("dense", "dense_rank"), ("lexical", "lexical_rank"),
+                                                  ("rerank", "rerank_rank")) if m[key] is not None
+        )  # fmt: skip
+        snippet = " ".join(doc.page_content.split())[:90]
+        console.print(
+            f"  [{m['rank']}] {m['score']:.3f} {m['source']} [{m['start']}:{m['end']}] {m['heading'] or '-'}"
+            f"  [dim]({ranks})[/]\n      [dim]{snippet}…[/]",
+            highlight=False,
+        )
 
 
 def _chat(app) -> None:  # type: ignore[no-untyped-def]

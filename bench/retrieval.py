@@ -1,0 +1,377 @@
+"""Benchmark saem's hybrid retrieval against a plain LangChain pipeline; measure latency.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py            # everything (~15-25 min on 2 cores)
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5 baseline, small LLM subset, 1k scale
+
+Quality, per QA set (``../shared/eval/seeds_dev_qa.jsonl`` over ``../shared/corpus/seeds/*.txt``;
+``data/qa.jsonl`` over ``data/`` without ``qa.jsonl``) and per group (ko / en / crosslingual):
+Recall@1/5/10, MRR@10, nDCG@10 (binary gains; the ideal ranking has every relevant chunk of
+the store). Relevance follows ``../shared/eval/README.md`` (the chunk holds an evidence span, or
+>= 60 % of one as one contiguous piece). Unanswerable items are left out of the metrics and
+used for the threshold table (best cosine of answerable vs unanswerable questions).
+
+Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only,
+lexical only (FTS5 + Kiwi), hybrid (weighted RRF), hybrid + embedder rerank (use-m re-scoring
+the top ``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
+questions, top 5, passages cut to 300 chars — it is slow); and the LangChain baseline:
+``RecursiveCharacterTextSplitter(1000, 200)``, ``BM25Retriever`` (rank-bm25), FAISS with MiniLM
+and with e5-small, and ``EnsembleRetriever`` (BM25 + FAISS, weights 0.5/0.5). Both sides read
+the same extracted text (``bench/embedders.read_document``).
+
+Latency: p50/p95 of ``HybridSearcher.search`` (k=10) per saem system on the QA questions, and at
+growing store sizes (1k/10k/100k chunks) built from the Debian GIMP Korean help and Python HTML
+docs with the fast ``packaged:static-m`` embedder (quality of that embedder is irrelevant here;
+the 100k store repeats the corpus in copied folders, which ingest reuses without re-embedding).
+Prints tables; writes ``bench/results/retrieval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from embedders import is_relevant, read_document  # noqa: E402
+
+SHARED = REPO.parent / "shared"
+RESULTS = REPO / "bench" / "results" / "retrieval.json"
+SCALE_SOURCES = (Path("/usr/share/gimp/2.0/help/ko"), Path("/usr/share/doc/python3.11/html"))
+GROUPS = ("ko", "en", "crosslingual", "all")
+
+Search = Callable[[str], list[str]]  # question -> texts of the top 10, best first
+
+
+def group_of(item: dict[str, Any]) -> str:
+    return "crosslingual" if item.get("kind") == "crosslingual" else str(item.get("lang", "?"))
+
+
+def metrics(flags: list[bool], n_relevant: int) -> dict[str, float]:
+    """R@1/5/10, reciprocal rank within 10, nDCG@10 for one ranked list of relevance flags."""
+    top = flags[:10]
+    dcg = sum(1.0 / math.log2(i + 2) for i, f in enumerate(top) if f)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(max(n_relevant, any(top)), 10)))
+    return {
+        "R@1": float(any(top[:1])),
+        "R@5": float(any(top[:5])),
+        "R@10": float(any(top)),
+        "MRR@10": next((1.0 / (i + 1) for i, f in enumerate(top) if f), 0.0),
+        "nDCG@10": dcg / ideal if ideal else 0.0,
+    }
+
+
+def evaluate(search: Search, items: list[dict[str, Any]], all_chunks: list[str]) -> dict[str, Any]:
+    per_group: dict[str, list[dict[str, float]]] = {g: [] for g in GROUPS}
+    times: list[float] = []
+    for item in items:
+        t0 = time.perf_counter()
+        texts = search(item["question"])
+        times.append(time.perf_counter() - t0)
+        flags = [is_relevant(t, item["evidence"]) for t in texts[:10]]
+        n_rel = sum(is_relevant(c, item["evidence"]) for c in all_chunks)
+        m = metrics(flags, n_rel)
+        per_group[group_of(item)].append(m)
+        per_group["all"].append(m)
+    out: dict[str, Any] = {}
+    for g, rows in per_group.items():
+        if rows:
+            out[g] = {"n": len(rows), **{k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}}
+    times.sort()
+    out["latency_ms"] = {"p50": 1000 * pct(times, 50), "p95": 1000 * pct(times, 95), "n": len(times)}
+    return out
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[i]
+
+
+# --- the QA sets ---------------------------------------------------------------------------
+
+
+def qa_sets(data: Path) -> list[dict[str, Any]]:
+    def load(path: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    return [
+        {"name": "seeds-dev", "docs": sorted((SHARED / "corpus" / "seeds").glob("*.txt")),
+         "items": load(SHARED / "eval" / "seeds_dev_qa.jsonl")},
+        {"name": "data", "docs": sorted(p for p in data.iterdir() if p.is_file() and p.name != "qa.jsonl"),
+         "items": load(data / "qa.jsonl")},
+    ]  # fmt: skip
+
+
+# --- saem ----------------------------------------------------------------------------------
+
+
+def saem_store(work: Path, name: str, docs: list[Path], embed_model: str) -> Any:
+    from saem.app.saem import Saem
+
+    folder = work / f"{name}-docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in docs:
+        shutil.copy(doc, folder / doc.name)
+    app = Saem(data_dir=work / f"{name}-saem", embed_model=embed_model)
+    app.ingest(folder)
+    return app
+
+
+def chunk_texts(app: Any) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(app.settings.db_path) as conn:
+        return [r[0] for r in conn.execute("SELECT text FROM chunks ORDER BY id")]
+
+
+def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | None]]:
+    """name -> (searcher, question limit)."""
+    from saem.retrieval.hybrid import HybridConfig, HybridSearcher
+    from saem.retrieval.rerank import EmbedderReranker, LlmReranker
+
+    def make(reranker: Any = None, **cfg: Any) -> Any:
+        return HybridSearcher(app.settings.data_dir, app.embedder, reranker=reranker, config=HybridConfig(**cfg))
+
+    systems: dict[str, tuple[Any, int | None]] = {
+        "saem dense": (make(lexical_weight=0.0), None),
+        "saem lexical": (make(dense_weight=0.0), None),
+        "saem hybrid": (make(), None),
+        "saem hybrid+embedder": (make(EmbedderReranker(app.embedder), rerank_candidates=20), None),
+    }
+    if llm is not None:
+        limit = 8 if quick else 16
+        systems["saem hybrid (LLM subset)"] = (make(), limit)
+        systems["saem hybrid+llm (subset)"] = (make(LlmReranker(llm, max_chars=300), rerank_candidates=5), limit)
+    return systems
+
+
+def _texts_of(searcher: Any) -> Search:
+    return lambda q: [h.text for h in searcher.search(q, k=10).hits]
+
+
+# --- LangChain baseline --------------------------------------------------------------------
+
+
+def langchain_systems(docs: list[Path], embedders: dict[str, Any]) -> tuple[dict[str, Search], list[str], float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langchain_classic.retrievers import EnsembleRetriever
+        from langchain_community.retrievers import BM25Retriever
+        from langchain_community.vectorstores import FAISS
+        from langchain_core.documents import Document
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    chunks = splitter.split_documents([Document(read_document(p), metadata={"source": p.name}) for p in docs])
+    texts = [c.page_content for c in chunks]
+    bm25 = BM25Retriever.from_documents(chunks, k=10)
+
+    def run(retriever: Any) -> Search:
+        return lambda q: [d.page_content for d in retriever.invoke(q)][:10]
+
+    systems: dict[str, Search] = {"lc bm25": run(bm25)}
+    for name, emb in embedders.items():
+        store = FAISS.from_documents(chunks, emb)
+        dense = store.as_retriever(search_kwargs={"k": 10})
+        systems[f"lc faiss-{name}"] = run(dense)
+        systems[f"lc ensemble-{name}"] = run(EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5]))
+    return systems, texts, sum(map(len, texts)) / max(1, len(texts))
+
+
+# --- latency at scale ----------------------------------------------------------------------
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def scale_latency(work: Path, sizes: list[int], questions: list[str], report: Callable[[dict[str, Any]], Any]) -> None:
+    """Grow one static-m store to each size in turn; ``report`` each row as it is measured."""
+    from saem.app.saem import Saem
+    from saem.retrieval.hybrid import HybridConfig, HybridSearcher
+    from saem.retrieval.rerank import EmbedderReranker
+
+    files = [(root, p) for root in SCALE_SOURCES if root.is_dir() for p in sorted(root.rglob("*.html"))]
+    if not files:
+        return
+    app = Saem(data_dir=work / "scale-saem", embed_model="packaged:static-m")
+    docs = work / "scale-docs"
+    pos, copy_no = 0, 0
+    for size in sizes:
+        t0 = time.perf_counter()
+        while app.stats().chunks < size:
+            if pos < len(files):
+                batch = files[pos : pos + 40]
+                pos += len(batch)
+                for root, f in batch:
+                    dest = docs / "c0" / root.name / f.relative_to(root)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(f, dest)
+            else:  # the corpus is used up: copy it again (ingest reuses the vectors of equal files)
+                copy_no += 1
+                shutil.copytree(docs / "c0", docs / f"c{copy_no}")
+            app.ingest(docs)
+        build_s = time.perf_counter() - t0
+        n = app.stats().chunks
+        row: dict[str, Any] = {"target": size, "chunks": n, "build_s": build_s}
+        for label, reranker in (("hybrid", None), ("hybrid+embedder(static-m)", EmbedderReranker(app.embedder))):
+            searcher = HybridSearcher(app.settings.data_dir, app.embedder, reranker=reranker, config=HybridConfig())
+            searcher.search("warm up", k=5)
+            times = []
+            for q in questions:
+                t1 = time.perf_counter()
+                searcher.search(q, k=5)
+                times.append(time.perf_counter() - t1)
+            times.sort()
+            row[label] = {"p50_ms": 1000 * pct(times, 50), "p95_ms": 1000 * pct(times, 95)}
+        report(row)
+        print(f"scale {n} chunks: {row}", flush=True)
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    for set_name, res in results["quality"].items():
+        table = Table(title=f"{set_name}: R@1 / R@5 / R@10 / MRR@10 / nDCG@10 (answerable questions)")
+        table.add_column("system")
+        table.add_column("chunk chars", justify="right")
+        for g in GROUPS:
+            n = next((r[g]["n"] for r in res["systems"].values() if g in r), 0)
+            table.add_column(f"{g} (n={n})", justify="right")
+        table.add_column("p50/p95 ms", justify="right")
+        for name, r in res["systems"].items():
+            cells = [
+                " / ".join(f"{r[g][k]:.2f}" for k in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")) if g in r else "-"
+                for g in GROUPS
+            ]
+            lat = r["latency_ms"]
+            chars = res["chunk_chars"]["saem" if name.startswith("saem") else "langchain"]
+            table.add_row(name, f"{chars:.0f}", *cells, f"{lat['p50']:.0f} / {lat['p95']:.0f}")
+        console.print(table)
+    th = results.get("threshold")
+    if th:
+        console.print(f"best cosine (saem hybrid, use-m): answerable min/median {th['answerable_min']:.3f}/"
+                      f"{th['answerable_median']:.3f}; unanswerable max {th['unanswerable_max']:.3f} "
+                      f"(n={th['n_unanswerable']})")  # fmt: skip
+    if results.get("scale"):
+        table = Table(title="retrieve latency (k=5) vs store size — static-m embedder, p50 / p95 ms")
+        for col in ("chunks", "build s", "hybrid", "hybrid+embedder rerank"):
+            table.add_column(col, justify="right")
+        for row in results["scale"]:
+            h, e = row["hybrid"], row["hybrid+embedder(static-m)"]
+            table.add_row(str(row["chunks"]), f"{row['build_s']:.0f}", f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f}",
+                          f"{e['p50_ms']:.0f} / {e['p95_ms']:.0f}")  # fmt: skip
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="no e5 baseline, small LLM subset, 1k scale only")
+    parser.add_argument("--no-llm", action="store_true", help="skip the LLM reranker")
+    parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
+    parser.add_argument("--data", type=Path, default=REPO / "data")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not (SHARED / "eval" / "seeds_dev_qa.jsonl").is_file():
+        print(f"error: {SHARED}/eval/seeds_dev_qa.jsonl is missing (the shared corpus)", file=sys.stderr)
+        return 2
+    scale = args.scale if args.scale is not None else ("1000" if args.quick else "1000,10000,100000")
+    sizes = [int(s) for s in scale.split(",") if s]
+
+    import torch
+
+    torch.set_num_threads(1)  # measured faster than 2 on this shared 2-core machine
+    from saem.models.embedders import SentenceTransformerEmbeddings
+    from saem.models.registry import resolve
+
+    baseline_embedders = {"minilm": SentenceTransformerEmbeddings(resolve("packaged:minilm", "embed"))}
+    if not args.quick:
+        baseline_embedders["e5-small"] = SentenceTransformerEmbeddings(resolve("packaged:e5-small", "embed"))
+    llm = None
+    if not args.no_llm:
+        from saem.models.llamacpp import LlamaCppChatModel
+
+        llm = LlamaCppChatModel(n_ctx=2048)
+
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "quick": args.quick,
+        "quality": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
+    answerable_best: list[float] = []
+    unanswerable_best: list[float] = []
+    try:
+        for qa in qa_sets(args.data):
+            items = [i for i in qa["items"] if i.get("evidence") and i.get("kind") != "unanswerable"]
+            app = saem_store(work, qa["name"], qa["docs"], "packaged:use-m")
+            saem_chunks = chunk_texts(app)
+            entry: dict[str, Any] = {"systems": {}, "chunk_chars": {}, "chunks": {}}
+            entry["chunk_chars"]["saem"] = sum(map(len, saem_chunks)) / len(saem_chunks)
+            entry["chunks"]["saem"] = len(saem_chunks)
+            for name, (searcher, limit) in saem_systems(app, llm, args.quick).items():
+                subset = items[:limit] if limit else items
+                search = _texts_of(searcher)
+                search("warm up")
+                entry["systems"][name] = evaluate(search, subset, saem_chunks)
+                print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
+                if name == "saem hybrid":
+                    for item in qa["items"]:
+                        hits = searcher.search(item["question"], k=5).hits
+                        best = max((h.cosine for h in hits), default=0.0)
+                        (unanswerable_best if item.get("kind") == "unanswerable" else answerable_best).append(best)
+            lc, lc_chunks, lc_chars = langchain_systems(qa["docs"], baseline_embedders)
+            entry["chunk_chars"]["langchain"], entry["chunks"]["langchain"] = lc_chars, len(lc_chunks)
+            for name, search in lc.items():
+                entry["systems"][name] = evaluate(search, items, lc_chunks)
+                print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
+            results["quality"][qa["name"]] = entry
+        answerable_best.sort()
+        results["threshold"] = {
+            "answerable_min": answerable_best[0],
+            "answerable_median": answerable_best[len(answerable_best) // 2],
+            "unanswerable_max": max(unanswerable_best),
+            "n_unanswerable": len(unanswerable_best),
+        }
+        save(args.out, results)  # quality is kept even if the scale part is cut short
+        questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
+        results["scale"] = []
+
+        def keep(row: dict[str, Any]) -> None:
+            results["scale"].append(row)
+            save(args.out, results)
+
+        if sizes:
+            scale_latency(work, sizes, questions, keep)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    save(args.out, results)
+    print_tables(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

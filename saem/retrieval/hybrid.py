@@ -1,0 +1,404 @@
+"""Hybrid retrieval: dense (FAISS) + lexical (FTS5/BM25) → weighted RRF → rerank → threshold → MMR.
+
+    searcher = HybridSearcher(data_dir, embedder, reranker=None, config=HybridConfig())
+    result = searcher.search("LoRA는 무엇을 학습하나요?", k=5, filters={"source": {"$glob": "*.md"}})
+    result.abstained, result.reason, [h.chunk_id for h in result.hits]
+
+Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
+
+1. **Candidates** — the ``candidates`` best chunks by cosine (FAISS) and by BM25 (FTS5). A
+   stage whose weight is 0 is skipped (so ``lexical_weight=0`` is dense-only search).
+2. **Fusion** — weighted reciprocal rank fusion: ``score(d) = Σ_s w_s / (rrf_k + rank_s(d))``
+   (ranks 1-based); ties go to the better single-stage rank, then the lower chunk id.
+3. **Filters** — the ``FaissVectorStore`` syntax over ``Hit.metadata`` keys, ANDed: ``{"k": v}``,
+   ``{"k": [v, w]}`` / ``{"k": {"$in": [...]}}``, ``{"k": {"$eq": v}}``, ``{"k": {"$glob": "*.md"}}``
+   (case-sensitive; ``*`` also crosses ``/``). An unknown key or operator raises ``ValueError``.
+4. **Rerank** (optional) — the top ``rerank_candidates`` fused hits, passages cut to
+   ``rerank_max_chars``, scored in one call; they move ahead of the rest in reranker order.
+   If the reranker raises, the fused order is kept and ``result.warnings`` says why.
+5. **Threshold** — when the best cosine (query vs stored chunk embedding) among the top ``k``
+   is below ``score_threshold``, the result is empty with ``abstained=True`` and a reason.
+6. **MMR** (optional) — the ``k`` hits are picked greedily by
+   ``λ·relevance − (1−λ)·max cosine to the hits already picked``, relevance taken from the
+   position r in the final order as ``(rrf_k+1)/(rrf_k+r)`` (so any reranker's scale works).
+
+Queries: ANSI escapes and control characters are removed; a query longer than
+``max_query_chars`` is cut (with a warning); an empty or blank query raises ``ValueError``.
+Anything else — punctuation, emoji, FTS5 syntax such as ``"``, ``*``, ``NEAR``, ``OR 1=1`` — is
+searched as text and never raises (lexical search quotes every token).
+
+Thread-safety: ``search`` may be called from several threads. The FAISS index is loaded once
+and reloaded when the catalogue's ``generation`` changes (after an ingest). Read-only: never
+writes the data dir.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select
+
+from saem.errors import ConfigError
+from saem.ingest.catalogue import Catalogue, Chunk, Source, get_meta
+from saem.ingest.index import VectorIndex, normalise, open_index
+from saem.retrieval import lexical
+from saem.retrieval.types import Hit, RetrievalResult
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+    from saem.retrieval.rerank import Reranker
+
+__all__ = ["HybridConfig", "HybridSearcher", "rrf_fuse", "mmr_select", "clean_query"]
+
+logger = logging.getLogger("saem.retrieval")
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """The knobs of one searcher; ``from_settings`` reads them (with these defaults)."""
+
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    candidates: int = 50
+    rerank_candidates: int = 20
+    rerank_max_chars: int = 1000
+    score_threshold: float | None = None
+    mmr: bool = False
+    mmr_lambda: float = 0.7
+    max_query_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.rrf_k < 0 or self.candidates < 1 or self.rerank_candidates < 0 or self.max_query_chars < 1:
+            raise ConfigError("rrf_k, candidates, rerank_candidates and max_query_chars must be positive")
+        if self.dense_weight < 0 or self.lexical_weight < 0 or self.dense_weight + self.lexical_weight == 0:
+            raise ConfigError("dense_weight and lexical_weight must be >= 0 and not both 0", key="dense_weight")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ConfigError("mmr_lambda must be in [0, 1]", key="mmr_lambda")
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> HybridConfig:
+        """Read each field from ``settings`` (``candidates`` from ``retrieve_candidates``), else default."""
+        names = {"candidates": "retrieve_candidates"}
+        values = {f.name: getattr(settings, names.get(f.name, f.name), f.default) for f in fields(cls)}
+        return cls(**{**values, **overrides})
+
+
+def clean_query(query: str, max_chars: int) -> tuple[str, list[str]]:
+    """``query`` without ANSI escapes / control characters, cut to ``max_chars``; plus warnings.
+
+    Raises ``ValueError`` for a non-string or a query that is blank after cleaning.
+    """
+    if not isinstance(query, str):
+        raise ValueError(f"query must be a string, got {type(query).__name__}")
+    warnings: list[str] = []
+    text = _CONTROL.sub(" ", _ANSI.sub("", query)).strip()
+    if not text:
+        raise ValueError("the query is empty: ask a question with at least one word")
+    if len(text) > max_chars:
+        warnings.append(f"the query was {len(text)} characters; only the first {max_chars} were searched")
+        logger.warning(warnings[-1])
+        text = text[:max_chars]
+    return text, warnings
+
+
+def rrf_fuse(
+    rankings: Mapping[str, Sequence[int]], weights: Mapping[str, float], rrf_k: int
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of best-first id lists: ``[(id, score)]``, best first.
+
+    ``score(d) = Σ_s weights[s] / (rrf_k + rank_s(d))`` with 1-based ranks. Ties: better best
+    single-stage rank first, then lower id (deterministic).
+    """
+    scores: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for stage, ids in rankings.items():
+        w = weights.get(stage, 1.0)
+        for rank, cid in enumerate(ids, 1):
+            scores[cid] = scores.get(cid, 0.0) + w / (rrf_k + rank)
+            best[cid] = min(best.get(cid, rank), rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))
+
+
+def mmr_select(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[int]:
+    """Indices of ``k`` items picked by maximal marginal relevance (first = most relevant).
+
+    ``relevance`` in [0, 1] per item; ``vectors`` unit rows. Greedy: each step takes
+    ``argmax λ·rel − (1−λ)·max_sim_to_picked`` (ties → lower index).
+    """
+    n = len(relevance)
+    if n == 0 or k <= 0:
+        return []
+    sims = vectors @ vectors.T
+    picked: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    left = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        value = lam * relevance - (1.0 - lam) * penalty
+        value[~left] = -np.inf
+        i = int(np.argmax(value))
+        picked.append(i)
+        left[i] = False
+        max_sim = np.maximum(max_sim, sims[i])
+    return picked
+
+
+@dataclass
+class _Cand:
+    chunk_id: int
+    fused_score: float
+    fused_rank: int
+    dense: tuple[int, float] | None = None
+    lexical: tuple[int, float] | None = None
+    rerank: tuple[int, float] | None = None
+    row: Any = None
+    vector: np.ndarray | None = None
+    cosine: float = 0.0
+
+
+class HybridSearcher:
+    """Hybrid search over one data dir. See the module docstring for stages and contracts.
+
+    ``embedder`` must be the one the data dir was ingested with (checked: ``ConfigError``
+    otherwise). ``reranker`` is any :class:`~saem.retrieval.rerank.Reranker` or None.
+    Construction is cheap; the catalogue and the index open on the first search.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        embedder: Embeddings,
+        *,
+        reranker: Reranker | None = None,
+        config: HybridConfig | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.embedder = embedder
+        self.reranker = reranker
+        self.config = config or HybridConfig()
+        self._lock = threading.Lock()
+        self._cat: Catalogue | None = None
+        self._index: VectorIndex | None = None
+        self._generation: str | None = None
+
+    def with_config(self, **changes: Any) -> HybridSearcher:
+        """A searcher sharing this one's embedder and reranker with some config fields changed."""
+        other = HybridSearcher(self.data_dir, self.embedder, reranker=changes.pop("reranker", self.reranker),
+                               config=replace(self.config, **changes))  # fmt: skip
+        other._cat = self._cat
+        return other
+
+    def _state(self) -> tuple[Catalogue, VectorIndex | None] | None:
+        db = self.data_dir / "saem.db"
+        if not db.is_file():
+            return None
+        with self._lock:
+            if self._cat is None:
+                self._cat = Catalogue.open(db, readonly=True)
+            with self._cat.read() as s:
+                generation = get_meta(s, "generation")
+                stored_model = get_meta(s, "embed_model")
+            model_id = getattr(self.embedder, "model_id", None)
+            if stored_model is not None and model_id is not None and stored_model != model_id:
+                raise ConfigError(
+                    f"{self.data_dir} was embedded with {stored_model}, but the embedder is {model_id}",
+                    key="embed_model",
+                    hint=f"set embed_model = {stored_model!r}, or re-ingest with the new embedder",
+                )
+            if generation != self._generation or self._index is None:
+                self._index = open_index(self.data_dir, self._cat, persist=False)
+                self._generation = generation
+            return self._cat, self._index
+
+    def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | None = None) -> RetrievalResult:
+        """The ``k`` best chunks for ``query``; empty with ``abstained`` when nothing is relevant.
+
+        Raises ``ValueError`` (blank query, ``k < 1``), ``ConfigError`` (the embedder differs
+        from the one the data dir was built with), ``IndexCorrupt``. A reranker failure is a
+        warning, not an error.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        cfg = self.config
+        text, warnings = clean_query(query, cfg.max_query_chars)
+        result = RetrievalResult(query=text, hits=[], warnings=warnings)
+        timings = result.timings
+        state = self._state()
+        if state is None:
+            return _abstain(result, "nothing is ingested in this data dir yet")
+        cat, index = state
+        n_cand = max(cfg.candidates, k) * (4 if filters else 1)
+
+        t0 = time.perf_counter()
+        qvec = normalise(np.asarray(self.embedder.embed_query(text), dtype=np.float32))[0]
+        timings["embed"] = time.perf_counter() - t0
+        if index is not None and index.dim != qvec.shape[0]:
+            raise ConfigError(
+                f"the data dir's vectors have {index.dim} dims, the embedder gives {qvec.shape[0]}",
+                key="embed_model",
+                hint="use the embedder the data dir was ingested with, or re-ingest",
+            )
+        dense: list[tuple[int, float]] = []
+        if cfg.dense_weight > 0 and index is not None:
+            t0 = time.perf_counter()
+            dense = index.search(qvec, n_cand)
+            timings["dense"] = time.perf_counter() - t0
+        with cat.read() as s:
+            lex: list[tuple[int, float]] = []
+            if cfg.lexical_weight > 0:
+                t0 = time.perf_counter()
+                lex = lexical.search(s, text, n_cand)
+                timings["lexical"] = time.perf_counter() - t0
+            fused = rrf_fuse(
+                {"dense": [c for c, _ in dense], "lexical": [c for c, _ in lex]},
+                {"dense": cfg.dense_weight, "lexical": cfg.lexical_weight},
+                cfg.rrf_k,
+            )
+            cands = [_Cand(cid, score, rank) for rank, (cid, score) in enumerate(fused, 1)]
+            for attr, hits in (("dense", dense), ("lexical", lex)):
+                pos = {cid: (r, sc) for r, (cid, sc) in enumerate(hits, 1)}
+                for c in cands:
+                    setattr(c, attr, pos.get(c.chunk_id))
+            _load_rows(s, cands)
+        cands = [c for c in cands if c.row is not None]
+        for c in cands:
+            assert c.vector is not None
+            c.cosine = float(c.vector @ qvec) if c.vector.shape == qvec.shape else 0.0
+        if filters:
+            cands = [c for c in cands if _matches(c, filters)]
+        result.candidates = len(cands)
+        if not cands:
+            return _abstain(result, "no chunk matched the query" + (" and the filters" if filters else ""))
+
+        cands = self._rerank(text, cands, result)
+        if cfg.score_threshold is not None:
+            best = max(c.cosine for c in cands[:k])
+            if best < cfg.score_threshold:
+                return _abstain(result, f"best cosine {best:.3f} is below the threshold {cfg.score_threshold:.3f}")
+        if cfg.mmr and len(cands) > 1:
+            cands = _mmr(cands, k, cfg.mmr_lambda, cfg.rrf_k)
+        result.hits = [_to_hit(c, rank) for rank, c in enumerate(cands[:k], 1)]
+        return result
+
+    def _rerank(self, query: str, cands: list[_Cand], result: RetrievalResult) -> list[_Cand]:
+        cfg = self.config
+        if self.reranker is None or cfg.rerank_candidates == 0:
+            return cands
+        head, tail = cands[: cfg.rerank_candidates], cands[cfg.rerank_candidates :]
+        name = getattr(self.reranker, "model_id", type(self.reranker).__name__)
+        t0 = time.perf_counter()
+        try:
+            scores = self.reranker.rerank(query, [c.row.text[: cfg.rerank_max_chars] for c in head])
+            if len(scores) != len(head) or not all(np.isfinite(scores)):
+                raise ValueError(f"returned {len(scores)} scores for {len(head)} passages, or a NaN")
+        except Exception as err:  # any reranker failure degrades to the fused order
+            msg = f"reranker {name} failed ({type(err).__name__}: {err}); kept the fused order"
+            logger.warning(msg)
+            result.warnings.append(msg)
+            return cands
+        finally:
+            result.timings["rerank"] = time.perf_counter() - t0
+        result.reranker = name
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], head[i].fused_rank))
+        for rank, i in enumerate(order, 1):
+            head[i].rerank = (rank, float(scores[i]))
+        return [head[i] for i in order] + tail
+
+
+def _abstain(result: RetrievalResult, reason: str) -> RetrievalResult:
+    result.hits, result.abstained, result.reason = [], True, reason
+    return result
+
+
+def _load_rows(s: Any, cands: list[_Cand]) -> None:
+    """Attach each candidate's chunk row, source path and stored (unit) vector, in one query."""
+    if not cands:
+        return
+    by_id = {c.chunk_id: c for c in cands}
+    rows = s.execute(
+        select(
+            Chunk.id, Chunk.text, Chunk.start, Chunk.end, Chunk.heading_path, Chunk.page, Chunk.embedding, Source.path
+        )  # fmt: skip
+        .join(Source, Source.id == Chunk.source_id)
+        .where(Chunk.id.in_(list(by_id)))
+    ).all()
+    for row in rows:
+        c = by_id[int(row.id)]
+        c.row = row
+        c.vector = np.frombuffer(row.embedding, dtype="<f4")
+
+
+def _heading(raw: str) -> str:
+    try:
+        return " › ".join(json.loads(raw))
+    except (ValueError, TypeError):
+        return ""
+
+
+def _final_score(c: _Cand) -> float:
+    return c.rerank[1] if c.rerank is not None else c.fused_score
+
+
+def _to_hit(c: _Cand, rank: int) -> Hit:
+    r = c.row
+    return Hit(
+        chunk_id=c.chunk_id, text=r.text, source=r.path, start=r.start, end=r.end, heading=_heading(r.heading_path),
+        page=r.page, rank=rank, score=_final_score(c), fused_score=c.fused_score, fused_rank=c.fused_rank,
+        cosine=c.cosine,
+        dense_rank=c.dense[0] if c.dense else None, dense_score=c.dense[1] if c.dense else None,
+        lexical_rank=c.lexical[0] if c.lexical else None, lexical_score=c.lexical[1] if c.lexical else None,
+        rerank_rank=c.rerank[0] if c.rerank else None, rerank_score=c.rerank[1] if c.rerank else None,
+    )  # fmt: skip
+
+
+def _matches(c: _Cand, filters: Mapping[str, Any]) -> bool:
+    """AND over keys; per key ``v`` (equal), a list (``$in``) or ``{"$eq"|"$in"|"$glob": ...}``."""
+    meta = _to_hit(c, 0).metadata()
+    for key, spec in filters.items():
+        if key not in meta:
+            raise ValueError(f"unknown filter {key!r}; filter on one of {sorted(meta)}")
+        value = meta[key]
+        if isinstance(spec, list | tuple | set | frozenset):
+            spec = {"$in": list(spec)}
+        ops = spec if isinstance(spec, dict) else {"$eq": spec}
+        for op, arg in ops.items():
+            if op == "$eq":
+                ok = value == arg
+            elif op == "$in":
+                ok = value in list(arg)
+            elif op == "$glob":
+                ok = value is not None and fnmatch.fnmatchcase(str(value), str(arg))
+            else:
+                raise ValueError(f"unknown filter operator {op!r} on {key!r} (use $eq, $in or $glob)")
+            if not ok:
+                return False
+    return True
+
+
+def _mmr(cands: list[_Cand], k: int, lam: float, rrf_k: int) -> list[_Cand]:
+    # relevance from the position in the final order, on the RRF scale: 1 for the first,
+    # (c+1)/(c+r) for rank r — independent of the reranker's score units
+    c = max(rrf_k, 1)
+    relevance = np.asarray([(c + 1) / (c + r) for r in range(1, len(cands) + 1)], dtype=np.float64)
+    dims = {x.vector.shape for x in cands if x.vector is not None}
+    if len(dims) != 1 or any(x.vector is None for x in cands):
+        return cands
+    vectors = np.stack([x.vector for x in cands if x.vector is not None]).astype(np.float64)
+    picked = mmr_select(relevance, vectors, k, lam)
+    chosen = set(picked)
+    return [cands[i] for i in picked] + [x for i, x in enumerate(cands) if i not in chosen]

@@ -1,0 +1,273 @@
+"""Hybrid retrieval with fakes: fusion math, threshold, rerank fallback, MMR, hostile queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saem.app.saem import Saem
+from saem.errors import ConfigError
+from saem.retrieval.hybrid import HybridConfig, HybridSearcher, clean_query, mmr_select, rrf_fuse
+from saem.retrieval.rerank import EmbedderReranker, Reranker
+from saem.testing import FakeReranker, HashEmbeddings
+
+pytestmark = pytest.mark.unit
+
+DOCS = {
+    "sampling.md": "# Sampling\n\nTop-p sampling keeps the smallest set of tokens whose probability mass exceeds p. "
+    "Temperature rescales the logits before the softmax.\n\n## Penalties\n\nA repetition penalty lowers the "
+    "logits of tokens that already appeared.\n",
+    "lora.md": "# LoRA\n\nLoRA trains two small low-rank matrices instead of the full weight matrix. "
+    "The rank r controls how many parameters are trained.\n",
+    "tokens.md": "# 토크나이저\n\n토크나이저는 텍스트를 토큰으로 나눕니다. 한국어는 교착어라서 조사가 붙습니다. "
+    "바이트 수준 BPE는 알 수 없는 문자가 없습니다.\n",
+    "faiss.txt": "FAISS stores dense vectors and finds the nearest neighbours by inner product.\n",
+}
+
+
+def _ingest(root: Path, docs: dict[str, str], embedder: HashEmbeddings | None = None) -> Saem:
+    src = root / "docs"
+    src.mkdir(parents=True, exist_ok=True)
+    for name, text in docs.items():
+        (src / name).write_text(text, encoding="utf-8")
+    app = Saem(data_dir=root / "data", embedder=embedder or HashEmbeddings(64))
+    app.ingest(src)
+    return app
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Saem:
+    return _ingest(tmp_path_factory.mktemp("hybrid"), DOCS)
+
+
+def _searcher(app: Saem, reranker: Reranker | None = None, **config: object) -> HybridSearcher:
+    return HybridSearcher(app.settings.data_dir, app.embedder, reranker=reranker, config=HybridConfig(**config))  # type: ignore[arg-type]
+
+
+# --- fusion ----------------------------------------------------------------------------------
+
+
+def test_rrf_exact_values_and_tie_breaks() -> None:
+    fused = rrf_fuse({"dense": [1, 2, 3], "lexical": [3, 1]}, {"dense": 1.0, "lexical": 1.0}, 60)
+    assert [cid for cid, _ in fused] == [1, 3, 2]
+    scores = dict(fused)
+    assert scores[1] == pytest.approx(1 / 61 + 1 / 62, rel=1e-12)
+    assert scores[3] == pytest.approx(1 / 63 + 1 / 61, rel=1e-12)
+    assert scores[2] == pytest.approx(1 / 62, rel=1e-12)
+    weighted = dict(rrf_fuse({"dense": [1, 2], "lexical": [2, 1]}, {"dense": 2.0, "lexical": 0.5}, 10))
+    assert weighted[1] == pytest.approx(2 / 11 + 0.5 / 12, rel=1e-12)
+    assert weighted[2] == pytest.approx(2 / 12 + 0.5 / 11, rel=1e-12)
+    # equal scores: the better single-stage rank wins, then the lower id
+    assert [c for c, _ in rrf_fuse({"a": [7, 5], "b": [5, 7]}, {}, 60)] == [5, 7]
+    assert [c for c, _ in rrf_fuse({"a": [9], "b": [4]}, {}, 60)] == [4, 9]
+
+
+def test_hits_carry_stage_ranks_consistent_with_the_fusion_formula(app: Saem) -> None:
+    result = _searcher(app, rrf_k=10, dense_weight=2.0, lexical_weight=0.5).search("LoRA low-rank matrices", k=4)
+    assert result.hits and not result.abstained
+    for hit in result.hits:
+        expected = (2.0 / (10 + hit.dense_rank) if hit.dense_rank else 0.0) + (
+            0.5 / (10 + hit.lexical_rank) if hit.lexical_rank else 0.0
+        )
+        assert hit.fused_score == pytest.approx(expected, rel=1e-12)
+        assert hit.score == hit.fused_score and hit.rerank_rank is None
+    assert [h.fused_rank for h in result.hits] == [1, 2, 3, 4]
+    assert result.hits[0].source.endswith("lora.md")
+
+
+def test_a_zero_weight_skips_that_stage(app: Saem) -> None:
+    dense_only = _searcher(app, lexical_weight=0.0).search("top-p sampling", k=3)
+    assert all(h.lexical_rank is None and h.dense_rank == h.fused_rank for h in dense_only.hits)
+    lexical_only = _searcher(app, dense_weight=0.0).search("top-p sampling", k=3)
+    assert lexical_only.hits and all(h.dense_rank is None and h.lexical_rank for h in lexical_only.hits)
+    with pytest.raises(ConfigError):
+        HybridConfig(dense_weight=0.0, lexical_weight=0.0)
+
+
+# --- threshold -------------------------------------------------------------------------------
+
+
+def test_below_the_threshold_nothing_is_returned_with_a_reason(app: Saem) -> None:
+    result = _searcher(app, score_threshold=1.01).search("LoRA rank", k=3)
+    assert result.abstained and result.hits == [] and "threshold" in (result.reason or "")
+    assert result.documents() == []
+    kept = _searcher(app, score_threshold=-1.0).search("LoRA rank", k=3)
+    assert not kept.abstained and len(kept.hits) == 3
+
+
+def test_threshold_uses_the_cosine_of_the_best_hit(app: Saem) -> None:
+    best = _searcher(app).search("LoRA trains low-rank matrices", k=3).hits
+    top = max(h.cosine for h in best)
+    assert top > 0.3
+    assert not _searcher(app, score_threshold=top - 1e-6).search("LoRA trains low-rank matrices", k=3).abstained
+    assert _searcher(app, score_threshold=top + 1e-3).search("LoRA trains low-rank matrices", k=3).abstained
+
+
+def test_an_empty_data_dir_abstains(tmp_path: Path) -> None:
+    result = HybridSearcher(tmp_path, HashEmbeddings(64)).search("anything", k=3)
+    assert result.abstained and "nothing is ingested" in (result.reason or "")
+
+
+# --- rerank ----------------------------------------------------------------------------------
+
+
+class Recording:
+    model_id = "fake:recording"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        self.calls.append(list(passages))
+        return [float(len(p)) for p in passages]  # longest passage first
+
+
+class Exploding:
+    model_id = "fake:exploding"
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        raise RuntimeError("out of memory")
+
+
+def test_rerank_reorders_the_capped_candidates_with_truncated_passages(app: Saem) -> None:
+    rec = Recording()
+    result = _searcher(app, rec, rerank_candidates=3, rerank_max_chars=40).search("tokens logits", k=5)
+    assert len(rec.calls) == 1 and len(rec.calls[0]) == 3 and all(len(p) <= 40 for p in rec.calls[0])
+    head = result.hits[:3]
+    assert [h.rerank_rank for h in head] == [1, 2, 3] and result.reranker == "fake:recording"
+    assert all(h.rerank_rank is None for h in result.hits[3:])
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    assert "rerank" in result.timings
+
+
+def test_rerank_failure_keeps_the_fused_order_and_warns(app: Saem) -> None:
+    plain = _searcher(app).search("top-p temperature", k=4)
+    failed = _searcher(app, Exploding()).search("top-p temperature", k=4)
+    assert [h.chunk_id for h in failed.hits] == [h.chunk_id for h in plain.hits]
+    assert any("out of memory" in w and "fused order" in w for w in failed.warnings)
+    assert all(h.rerank_rank is None for h in failed.hits) and failed.reranker is None
+
+
+def test_a_reranker_returning_the_wrong_number_of_scores_is_a_failure(app: Saem) -> None:
+    class Short:
+        model_id = "fake:short"
+
+        def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+            return [1.0]
+
+    result = _searcher(app, Short()).search("LoRA", k=3)
+    assert result.warnings and len(result.hits) == 3
+
+
+def test_fake_and_embedder_rerankers_satisfy_the_protocol(app: Saem) -> None:
+    assert isinstance(FakeReranker(), Reranker) and isinstance(EmbedderReranker(HashEmbeddings(64)), Reranker)
+    scores = EmbedderReranker(HashEmbeddings(64)).rerank("LoRA rank", ["LoRA rank matrices", "top-p sampling"])
+    assert scores[0] > scores[1]
+    result = _searcher(app, FakeReranker()).search("repetition penalty logits", k=2)
+    assert result.hits[0].rerank_score == pytest.approx(1.0) and "Penalties" in result.hits[0].heading
+
+
+# --- MMR -------------------------------------------------------------------------------------
+
+
+def test_mmr_select_prefers_novel_items() -> None:
+    vecs = np.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    rel = np.asarray([1.0, 0.99, 0.6])
+    assert mmr_select(rel, vecs, 2, lam=1.0) == [0, 1]
+    assert mmr_select(rel, vecs, 2, lam=0.5) == [0, 2]
+    assert mmr_select(rel, vecs, 5, lam=0.5) == [0, 2, 1]
+
+
+def test_mmr_pushes_near_duplicates_down(tmp_path: Path) -> None:
+    dup = "LoRA adapters train low rank update matrices for attention layers.\n"
+    docs = {
+        "a.txt": dup,
+        "b.txt": dup + "\n",
+        "c.txt": dup + "\n\n",
+        "d.txt": "Adapters: LoRA keeps the base frozen.\n",
+    }
+    app = _ingest(tmp_path, docs)
+    plain = _searcher(app).search("LoRA adapters low rank matrices", k=2).hits
+    assert {Path(h.source).name for h in plain} <= {"a.txt", "b.txt", "c.txt"}
+    diverse = _searcher(app, mmr=True, mmr_lambda=0.5).search("LoRA adapters low rank matrices", k=2).hits
+    assert "d.txt" in {Path(h.source).name for h in diverse}
+
+
+# --- hostile queries -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "   \n\t", "\x1b[31m\x1b[0m", "\x00\x07"])
+def test_blank_queries_are_a_clear_value_error(app: Saem, query: str) -> None:
+    with pytest.raises(ValueError, match="query is empty"):
+        app.retrieve(query)
+
+
+def test_k_must_be_positive(app: Saem) -> None:
+    with pytest.raises(ValueError, match="k must be"):
+        app.retrieve("LoRA", k=0)
+
+
+def test_a_huge_query_is_truncated_with_a_warning(app: Saem) -> None:
+    result = app.searcher.search("LoRA rank " * 10_000, k=2)
+    assert len(result.query) == 2000 and any("99999 characters; only the first 2000" in w for w in result.warnings)
+    assert len(result.hits) == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', '""', "*", "LoRA*", "NEAR(a b)", "a NEAR b", "OR 1=1", "' OR 1=1 --", "col:lora", "AND OR NOT", "(((",
+     "🙂🙂", "!!!?", "…", "\x1b[1mLoRA\x1b[0m", "토크나이저\x1b[2J", "^lora", "lora -rank", "{lora}"],
+)  # fmt: skip
+def test_odd_queries_never_crash(app: Saem, query: str) -> None:
+    docs = app.retrieve(query, k=3)
+    assert len(docs) == 3  # the dense stage always has candidates in a non-empty data dir
+    assert all(isinstance(d.metadata["chunk_id"], int) for d in docs)
+
+
+def test_ansi_escapes_are_stripped_before_searching() -> None:
+    assert clean_query("\x1b[1mLoRA\x1b[0m\x07 rank", 100) == ("LoRA  rank", [])
+
+
+# --- filters, metadata, reload, mismatch ----------------------------------------------------
+
+
+def test_filters_by_source_glob_and_unknown_keys(app: Saem) -> None:
+    docs = app.retrieve("tokens", k=5, filters={"source": {"$glob": "*.txt"}})
+    assert docs and all(d.metadata["source"].endswith(".txt") for d in docs)
+    with pytest.raises(ValueError, match="unknown filter"):
+        app.retrieve("tokens", filters={"colour": "red"})
+    assert app.searcher.search("tokens", filters={"source": {"$glob": "*.pdf"}}).abstained
+    with pytest.raises(ValueError, match="unknown filter operator"):
+        app.retrieve("tokens", filters={"source": {"$regex": ".*"}})
+
+
+def test_filter_operators_match_the_vector_store_syntax(app: Saem) -> None:
+    lora = app.retrieve("LoRA", k=1, filters={"source": {"$glob": "*lora.md"}})[0].metadata["source"]
+    assert [d.metadata["source"] for d in app.retrieve("tokens", k=5, filters={"source": lora})] == [lora]
+    both = app.retrieve("tokens", k=5, filters={"source": {"$in": [lora, "/nowhere.md"]}})
+    assert {d.metadata["source"] for d in both} == {lora}
+    assert app.retrieve("tokens", k=5, filters={"heading": ["LoRA"]})[0].metadata["heading"] == "LoRA"
+
+
+def test_documents_carry_the_span_and_stage_metadata(app: Saem) -> None:
+    doc = app.retrieve("토크나이저는 무엇을 하나요?", k=1)[0]
+    meta = doc.metadata
+    assert meta["source"].endswith("tokens.md") and doc.id == str(meta["chunk_id"])
+    assert {"start", "end", "heading", "score", "dense_rank", "lexical_rank", "fused_rank", "rerank_rank"} <= set(meta)
+    assert meta["heading"] == "토크나이저" and meta["fused_rank"] == 1 and meta["end"] > meta["start"]
+
+
+def test_the_index_reloads_after_an_ingest(tmp_path: Path) -> None:
+    app = _ingest(tmp_path, {"a.txt": "Quantization stores weights in four bits.\n"})
+    assert app.retrieve("zebra giraffe savanna", k=1)[0].metadata["source"].endswith("a.txt")
+    (tmp_path / "docs" / "b.txt").write_text("The zebra and the giraffe live on the savanna.\n", encoding="utf-8")
+    app.ingest(tmp_path / "docs")
+    assert app.retrieve("zebra giraffe savanna", k=1)[0].metadata["source"].endswith("b.txt")
+
+
+def test_another_embedder_is_a_config_error(app: Saem) -> None:
+    with pytest.raises(ConfigError, match="was embedded with"):
+        HybridSearcher(app.settings.data_dir, HashEmbeddings(32)).search("LoRA")
