@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only.")
     max_query_chars: int = Field(2000, ge=1, description="Longer queries are cut, with a warning.")
 
+    # the chat turn: what goes into the context window
+    history_turns: int = Field(
+        4, ge=0, le=1000, description="Recent turns kept verbatim; older ones become summary lines."
+    )
+    summary_lines: int = Field(8, ge=0, le=1000, description="Most summary lines of older turns kept.")
+    history_answer_chars: int = Field(600, ge=1, description="Past answers are clipped to this in the prompt.")
+    memory_k: int = Field(5, ge=0, le=1000, description="Long-term memories recalled per turn.")
+    memory_keep: int = Field(2, ge=0, le=1000, description="Memories kept before the last chunk gets cut.")
+    memory_min_score: float = Field(0.2, ge=-1.0, le=1.0, description="Cosine floor for recalling a memory.")
+    memory_extract: bool = Field(False, description="Extract facts with the model after each turn (one more call).")
+    condense: Literal["auto", "always", "off"] = Field(
+        "auto", description="Rewrite follow-ups into standalone questions: auto = only when they look like one."
+    )
+    answer_language: Literal["auto", "ko", "en"] = Field(
+        "auto", description="Language of answers (auto: the question's)."
+    )
+    prompts_dir: Path | None = Field(None, description="Folder of prompt template overrides (*.jinja).")
+
     # visibility
     log_prompts: bool = Field(False, description="Write rendered prompts to the log (off: prompts are private).")
 

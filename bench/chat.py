@@ -1,0 +1,242 @@
+"""One chat turn, end to end: time to first token and total time, first turn vs fifth turn.
+
+Ingests a copy of ``data/`` (without ``qa.jsonl``) with the packaged USE-m embedder, then runs
+five-turn conversations (English and Korean, standalone questions, one session each) through
+``ChatEngine`` with the packaged SmolLM2 at temperature 0, and reports per turn: time to first
+token (from the start of the turn), total, and the share of the turn spent in retrieval (and the
+reranker's part of it), context building and generation, plus the prompt tokens the model had to
+evaluate (the rest came from the KV cache of the previous turn's prefix).
+
+    .venv/bin/python bench/chat.py                    # table on stdout, JSON in bench/results/chat.json
+    .venv/bin/python bench/chat.py --repeats 3 --max-tokens 256
+
+Targets (issue): context building ≤ 5 % of the turn; the fifth turn's time to first token no worse
+than the first's (prefix reuse). Each conversation runs twice per repeat, the second time with its
+first and last questions swapped, so turn 1 and turn 5 are medians over the same questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from saem.app.engine import ChatEngine
+from saem.app.types import Answer
+from saem.ingest.pipeline import ingest
+from saem.models.embedders import load_embedder
+from saem.models.llamacpp import LlamaCppChatModel
+from saem.retrieval.hybrid import HybridConfig, HybridSearcher
+from saem.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "chat.json"
+
+CONVERSATIONS = {
+    "en": [
+        "What does top-p sampling control?",
+        "How does temperature change the token distribution?",
+        "What is a chat template used for?",
+        "Which metrics does RAG evaluation use?",
+        "What do embeddings represent?",
+    ],
+    "ko": [
+        "LoRA 파인튜닝에서 랭크 r은 무엇을 정하나요?",
+        "양자화는 모델 크기를 어떻게 줄이나요?",
+        "토크나이저는 한국어를 어떻게 나누나요?",
+        "문맥 창이 길면 어떤 문제가 있나요?",
+        "어텐션은 무엇을 계산하나요?",
+    ],
+}
+
+
+def _turn(engine: ChatEngine, question: str, session: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    ttft = None
+    answer: Answer | None = None
+    for piece in engine.stream(question, session_id=session, user_id="bench"):
+        if isinstance(piece, str):
+            if ttft is None and piece.strip():
+                ttft = time.perf_counter() - t0
+        else:
+            answer = piece
+    total = time.perf_counter() - t0
+    assert answer is not None
+    trace = engine.trace(answer.trace_id)
+    assert trace is not None
+    t = trace.timings
+    call = next((c for c in trace.model_calls if c.get("kind") == "answer"), {})
+    return {
+        "ttft": ttft if ttft is not None else total,
+        "total": total,
+        "retrieve": t.get("retrieve", 0.0),
+        "rerank": t.get("retrieve.rerank", 0.0),
+        "context": t.get("context", 0.0),
+        "condense": t.get("condense", 0.0),
+        "generate": t.get("generate", 0.0),
+        "prompt_tokens": int(call.get("prompt_tokens", 0)),
+        "cached_tokens": int(call.get("cached_tokens", 0)),
+        "completion_tokens": int(call.get("completion_tokens", 0)),
+        "dropped": len(answer.budget.dropped) if answer.budget else 0,
+        "citations": len(answer.citations),
+        "retried": any(c.get("kind") == "retry" for c in trace.model_calls),
+    }
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--turns", type=int, default=5)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="saem-bench-chat-"))
+    try:
+        docs = work / "docs"
+        shutil.copytree(ROOT / "data", docs, ignore=shutil.ignore_patterns("qa.jsonl"))
+        settings = Settings.load(
+            {
+                "data_dir": str(work / "data"),
+                "n_ctx": args.n_ctx,
+                "max_tokens": args.max_tokens,
+                "n_threads": args.threads,
+                "temperature": 0.0,
+            },
+            environ={},
+        )
+        embedder = load_embedder(settings)
+        report = ingest(settings, [docs], embedder=embedder)
+        searcher = HybridSearcher(settings.data_dir, embedder, config=HybridConfig.from_settings(settings))
+        model = LlamaCppChatModel.from_settings(settings)
+        engine = ChatEngine(
+            settings,
+            searcher_or_retrieve_fn=searcher,
+            chat_model=model,
+            memory_db=settings.db_path,
+            embeddings=embedder,
+        )
+        t = time.perf_counter()
+        model.count_tokens([("user", "warm up")])  # loads the GGUF
+        embedder.embed_query("warm up")
+        searcher.search("warm up", k=1)
+        warm = time.perf_counter() - t
+
+        rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        for rep in range(args.repeats):
+            for lang, questions in CONVERSATIONS.items():
+                qs = questions[: args.turns]
+                # each conversation also runs with its first and last question swapped, so turn 1 and
+                # the last turn are measured on the same set of questions (only the position differs)
+                for order, seq in enumerate((qs, [qs[-1], *qs[1:-1], qs[0]])):
+                    session = f"{lang}-{rep}-{order}"
+                    for turn, q in enumerate(seq, 1):
+                        rows.setdefault(lang, {}).setdefault(turn, []).append(_turn(engine, q, session))
+
+        results: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "settings": {
+                "n_ctx": args.n_ctx,
+                "max_tokens": args.max_tokens,
+                "n_threads": args.threads,
+                "retrieve_k": settings.retrieve_k,
+                "repeats": args.repeats,
+                "chat_model": settings.chat_model,
+                "embed_model": settings.embed_model,
+                "rerank": "none",
+            },
+            "chunks": report.chunks_written,
+            "warm_up_seconds": round(warm, 2),
+            "turns": {},
+        }
+        header = (
+            "conversation",
+            "turn",
+            "TTFT s",
+            "total s",
+            "retrieval %",
+            "rerank %",
+            "context %",
+            "generation %",
+            "prompt tok",
+            "evaluated tok",
+            "answer tok",
+        )
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for lang, by_turn in rows.items():
+            for turn in sorted(by_turn):
+                runs = by_turn[turn]
+                total = _median(runs, "total")
+                entry: dict[str, Any] = {
+                    k: round(_median(runs, k), 4)
+                    for k in (
+                        "ttft",
+                        "total",
+                        "retrieve",
+                        "rerank",
+                        "context",
+                        "condense",
+                        "generate",
+                        "prompt_tokens",
+                        "cached_tokens",
+                        "completion_tokens",
+                    )
+                }
+                entry["share"] = {
+                    k: round(_median(runs, k) / total, 4) for k in ("retrieve", "rerank", "context", "generate")
+                }
+                entry["evaluated_tokens"] = entry["prompt_tokens"] - entry["cached_tokens"]
+                entry["runs"] = runs
+                results["turns"].setdefault(lang, {})[str(turn)] = entry
+                if turn in (1, args.turns):
+                    s = entry["share"]
+                    print(
+                        f"| {lang} | {turn} | {entry['ttft']:.2f} | {total:.2f} | {100 * s['retrieve']:.1f} | "
+                        f"{100 * s['rerank']:.1f} | {100 * s['context']:.2f} | {100 * s['generate']:.1f} | "
+                        f"{entry['prompt_tokens']:.0f} | {entry['evaluated_tokens']:.0f} | "
+                        f"{entry['completion_tokens']:.0f} |"
+                    )
+        checks = {}
+        for lang, turns in results["turns"].items():
+            first, last = turns["1"], turns[str(args.turns)]
+            worst_context = max(t["share"]["context"] for t in turns.values())
+            checks[lang] = {
+                "context_share_max": worst_context,
+                "context_target_met": worst_context <= 0.05,
+                "ttft_first": first["ttft"],
+                "ttft_last": last["ttft"],
+                "ttft_target_met": last["ttft"] <= first["ttft"],
+                "evaluated_tokens_first": first["evaluated_tokens"],
+                "evaluated_tokens_last": last["evaluated_tokens"],
+            }
+        results["targets"] = checks
+        print()
+        for lang, c in checks.items():
+            print(
+                f"{lang}: context ≤ 5 % of every turn: {c['context_target_met']} "
+                f"(max {100 * c['context_share_max']:.2f} %); turn {args.turns} TTFT {c['ttft_last']:.2f} s "
+                f"vs turn 1 {c['ttft_first']:.2f} s: {c['ttft_target_met']}"
+            )
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""``ChatEngine``: the chat turn API over a chain, a session store, long-term memory and traces.
+
+    engine = ChatEngine(settings, searcher_or_retrieve_fn=app.searcher, chat_model=llm,
+                        memory_db=settings.db_path, embeddings=app.embedder)
+    answer = engine.ask("top-p는 무엇을 조절하나요?", session_id="s1", user_id="alice")
+    for piece in engine.stream("And temperature?", session_id="s1", user_id="alice"):
+        print(piece, end="") if isinstance(piece, str) else print("\\n", piece.citations)
+    engine.history("s1"); engine.sessions("alice"); engine.memories("alice")
+    engine.forget("alice", query="favourite sampler"); engine.trace(answer.trace_id).prompt
+
+Contract:
+
+* Construction opens (and creates) the memory and trace tables; it loads no model. The chat
+  model loads on its first call; the embedder on the first memory recall or search.
+* ``ask``/``stream`` run ``engine.chain`` (see ``saem.app.chain``); each completed turn is
+  appended to the session history and traced. A session belongs to the user who started it
+  (``SessionForbidden`` for another user). Blank questions raise ``ValueError``.
+* Thread-safe: turns of different sessions may run in parallel threads (the model serialises
+  its own use); two turns of one session at once interleave their history writes.
+* Tokens are counted with the model's ``count_tokens`` (the rendered chat template) when it has
+  one, else estimated (``approx_tokens``); ``count_messages=``/``count_text=`` override both.
+
+Settings read (with defaults, via ``getattr``): ``n_ctx``, ``max_tokens``, ``retrieve_k``,
+``history_turns`` 4, ``summary_lines`` 8, ``memory_k`` 5, ``memory_keep`` 2,
+``memory_min_score`` 0.2, ``memory_extract`` False, ``history_answer_chars`` 600,
+``condense`` "auto", ``answer_language`` "auto", ``prompts_dir`` None.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+
+from saem.app.chain import ChainDeps, as_retrieve_fn, build_chain
+from saem.app.context import ContextBuilder
+from saem.app.prompts import PromptTemplates
+from saem.app.traces import TraceStore, TurnTrace
+from saem.app.types import Answer
+from saem.memory._schema import ChatMessage, ChatSession, MemoryDB
+from saem.memory.history import SessionInfo, SQLiteChatMessageHistory, list_sessions
+from saem.memory.longterm import LongTermMemory, Memory
+
+__all__ = ["ChatEngine"]
+
+
+class ChatEngine:
+    """Ask, stream, and inspect conversations (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        searcher_or_retrieve_fn: Any,
+        chat_model: BaseChatModel,
+        memory_db: MemoryDB | str | Path | URL,
+        embeddings: Embeddings,
+        prompts: PromptTemplates | None = None,
+        count_messages: Callable[[Sequence[BaseMessage]], int] | None = None,
+        count_text: Callable[[str], int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model = chat_model
+        self.db = MemoryDB.open(memory_db)
+        self.ltm = LongTermMemory(self.db, embeddings)
+        self.traces = TraceStore(self.db)
+        self.prompts = prompts or PromptTemplates.from_settings(settings)
+        # the loaded model's window wins over the settings it may have been built from
+        n_ctx = int(getattr(chat_model, "n_ctx", 0) or getattr(settings, "n_ctx", 4096))
+        max_tokens = int(getattr(chat_model, "max_tokens", 0) or getattr(settings, "max_tokens", 512))
+        if count_messages is None and callable(getattr(chat_model, "count_tokens", None)):
+            count_messages = chat_model.count_tokens  # type: ignore[attr-defined]
+            if count_text is None:
+                count_text = chat_model.get_num_tokens
+        self.builder = ContextBuilder(
+            self.prompts,
+            n_ctx=n_ctx,
+            max_tokens=max_tokens,
+            count_messages=count_messages,
+            count_text=count_text,
+            history_turns=int(getattr(settings, "history_turns", 4)),
+            memory_keep=int(getattr(settings, "memory_keep", 2)),
+            summary_lines=int(getattr(settings, "summary_lines", 8)),
+            history_answer_chars=int(getattr(settings, "history_answer_chars", 600)),
+        )
+        deps = ChainDeps(
+            settings,
+            chat_model,
+            as_retrieve_fn(searcher_or_retrieve_fn),
+            self.db,
+            self.ltm,
+            self.traces,
+            self.prompts,
+            self.builder,
+        )
+        self.chain: Runnable[Any, Any] = build_chain(deps)
+        """The LCEL runnable: input ``{"question", "session_id", "user_id"}`` (or a str);
+        ``invoke`` → ``Answer``; ``stream`` → ``str`` tokens, then the ``Answer``."""
+
+    def ask(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Answer:
+        """Answer ``question`` in the session (created on first use); stores the turn and its trace."""
+        answer = self.chain.invoke({"question": question, "session_id": session_id, "user_id": user_id})
+        assert isinstance(answer, Answer)
+        return answer
+
+    def stream(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Iterator[str | Answer]:
+        """Yield answer tokens (``str``) as they come, then the final ``Answer``. The turn is
+        stored when the ``Answer`` is produced (not if the caller stops before)."""
+        yield from self.chain.stream({"question": question, "session_id": session_id, "user_id": user_id})
+
+    def history(self, session_id: str, *, user_id: str | None = None) -> list[BaseMessage]:
+        """The session's messages, oldest first ([] for an unknown session). With ``user_id``,
+        another user's session raises ``SessionForbidden``."""
+        if user_id is None:
+            with self.db.read() as s:
+                owner = s.scalar(select(ChatSession.user_id).where(ChatSession.id == session_id))
+            if owner is None:
+                return []
+            user_id = owner
+        return SQLiteChatMessageHistory(session_id, self.db, user_id).messages
+
+    def sessions(self, user_id: str | None = None) -> list[SessionInfo]:
+        """Sessions, most recently updated first: the user's, or everyone's when ``user_id`` is None."""
+        if user_id is not None:
+            return list_sessions(self.db, user_id)
+        import json
+
+        n = select(func.count(ChatMessage.seq)).where(ChatMessage.session_id == ChatSession.id).scalar_subquery()
+        with self.db.read() as s:
+            rows = s.execute(select(ChatSession, n).order_by(ChatSession.updated_at.desc(), ChatSession.id)).all()
+            return [
+                SessionInfo(
+                    r.id, r.user_id, r.title, dict(json.loads(r.state or "{}")), r.created_at, r.updated_at, int(count)
+                )
+                for r, count in rows
+            ]
+
+    def memories(self, user_id: str) -> list[Memory]:
+        """The user's long-term memories, oldest first."""
+        return self.ltm.memories(user_id)
+
+    def forget(self, user_id: str, *, id: int | None = None, query: str | None = None) -> list[Memory]:
+        """Delete the user's memory ``id``, or those close to ``query``; returns what was removed."""
+        return self.ltm.forget(user_id, id=id, query=query)
+
+    def trace(self, trace_id: str) -> TurnTrace | None:
+        """The stored trace of one turn (``Answer.trace_id``), or None."""
+        return self.traces.get(trace_id)
+
+    def warm_up(self) -> float:
+        """Load the chat model now (seconds taken); otherwise the first turn does it."""
+        t = time.perf_counter()
+        engine = getattr(self.model, "loaded_engine", None)
+        del engine
+        return time.perf_counter() - t

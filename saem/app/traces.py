@@ -1,0 +1,162 @@
+"""Turn traces: what went into each chat turn and how long each stage took, in SQLite.
+
+    store = TraceStore(MemoryDB.open(settings.db_path))   # creates the table (idempotent)
+    store.add(TurnTrace(id=..., session_id="s1", ...))     # one short write transaction
+    t = store.get(trace_id)                                # TurnTrace or None
+    print(t.prompt); t.budget["parts"]; t.timings["retrieve"]; t.retrieved[0]["score"]
+
+Table ``chat_traces`` (own ``MetaData``, so it shares ``saem.db`` with the catalogue and the
+memory tables without creating theirs): id (hex), session, user, created_at, question and the
+standalone (condensed) question, language, abstained, the fully rendered prompt of the answer
+call, prompt tokens, and JSON columns: budget (tokens per part, drops), timings (seconds per
+stage), retrieved (ids, sources, scores, ranks), model calls (``ChatTrace.summary()`` of every
+LLM call: condense, answer, retry), tool calls, answer, citations, notices.
+
+Rows are written once, after the turn; never updated. Prompts hold user data: a trace lives as
+long as its session (``delete_session`` callers should also call ``delete_for_session``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Boolean, Index, String, Text, delete, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from saem.memory._schema import MemoryDB
+
+__all__ = ["TurnTrace", "TraceStore", "TraceRow"]
+
+
+class _TraceBase(DeclarativeBase):
+    pass
+
+
+class TraceRow(_TraceBase):
+    __tablename__ = "chat_traces"
+    __table_args__ = (Index("ix_chat_traces_session", "session_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String)
+    user_id: Mapped[str] = mapped_column(String)
+    created_at: Mapped[float]
+    question: Mapped[str] = mapped_column(Text)
+    standalone_question: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String)
+    abstained: Mapped[bool] = mapped_column(Boolean)
+    prompt: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int]
+    data: Mapped[str] = mapped_column(Text)  # JSON: budget, timings, retrieved, calls, tool_calls, answer, ...
+
+
+@dataclass
+class TurnTrace:
+    """One turn, as stored. ``timings`` in seconds per stage (``load``, ``condense``,
+    ``retrieve``, ``context``, ``ttft`` (from the start of the turn), ``generate``, ``total``)."""
+
+    id: str
+    session_id: str
+    user_id: str
+    question: str
+    standalone_question: str = ""
+    language: str = "en"
+    abstained: bool = False
+    prompt: str = ""
+    prompt_tokens: int = 0
+    budget: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    retrieved: list[dict[str, Any]] = field(default_factory=list)
+    model_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    answer: str = ""
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    memories: list[str] = field(default_factory=list)
+    retrieval_reason: str | None = None
+    created_at: float = 0.0
+
+    _COLUMNS = (
+        "id",
+        "session_id",
+        "user_id",
+        "question",
+        "standalone_question",
+        "language",
+        "abstained",
+        "prompt",
+        "prompt_tokens",
+        "created_at",
+    )
+
+
+class TraceStore:
+    """Read and write turn traces in a ``MemoryDB``. Thread- and process-safe; ``__init__``
+    creates the table if missing (idempotent)."""
+
+    def __init__(self, db: MemoryDB) -> None:
+        self.db = db
+        with db.write() as s:
+            _TraceBase.metadata.create_all(s.connection())
+
+    def add(self, trace: TurnTrace) -> str:
+        """Store ``trace`` (one transaction); returns its id."""
+        record = asdict(trace)
+        created = trace.created_at or time.time()
+        data = {k: v for k, v in record.items() if k not in TurnTrace._COLUMNS}
+        row = TraceRow(
+            id=trace.id,
+            session_id=trace.session_id,
+            user_id=trace.user_id,
+            created_at=created,
+            question=trace.question,
+            standalone_question=trace.standalone_question,
+            language=trace.language,
+            abstained=trace.abstained,
+            prompt=trace.prompt,
+            prompt_tokens=trace.prompt_tokens,
+            data=json.dumps(data, ensure_ascii=False, default=str),
+        )
+        with self.db.write() as s:
+            s.add(row)
+        return trace.id
+
+    def get(self, trace_id: str) -> TurnTrace | None:
+        """The trace with id ``trace_id``, or None."""
+        with self.db.read() as s:
+            row = s.get(TraceRow, trace_id)
+            return _trace(row) if row is not None else None
+
+    def for_session(self, session_id: str, *, limit: int | None = None) -> list[TurnTrace]:
+        """The session's traces, oldest first (the last ``limit`` when given)."""
+        with self.db.read() as s:
+            query = select(TraceRow).where(TraceRow.session_id == session_id).order_by(TraceRow.created_at.desc())
+            if limit is not None:
+                query = query.limit(limit)
+            return [_trace(r) for r in s.scalars(query)][::-1]
+
+    def delete_for_session(self, session_id: str) -> int:
+        """Delete the session's traces; returns how many."""
+        with self.db.write() as s:
+            result = s.execute(delete(TraceRow).where(TraceRow.session_id == session_id))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _trace(row: TraceRow) -> TurnTrace:
+    data = json.loads(row.data or "{}")
+    known = set(TurnTrace.__dataclass_fields__) - set(TurnTrace._COLUMNS)
+    return TurnTrace(
+        id=row.id,
+        session_id=row.session_id,
+        user_id=row.user_id,
+        question=row.question,
+        standalone_question=row.standalone_question,
+        language=row.language,
+        abstained=bool(row.abstained),
+        prompt=row.prompt,
+        prompt_tokens=row.prompt_tokens,
+        created_at=row.created_at,
+        **{k: v for k, v in data.items() if k in known},
+    )
