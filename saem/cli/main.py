@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from saem.cli import config_cmd, demo_cmd, ingest_cmd, models_cmd, pending_cmd
+from saem.cli import chat_cmd, config_cmd, demo_cmd, eval_cmd, ingest_cmd, models_cmd
 from saem.cli._common import err_console, fail, state
 from saem.errors import SaemError
 
@@ -57,7 +57,8 @@ def main_options(
 config_cmd.register(app)
 models_cmd.register(app)
 ingest_cmd.register(app)
-pending_cmd.register(app)
+chat_cmd.register(app)
+eval_cmd.register(app)
 demo_cmd.register(app)
 
 

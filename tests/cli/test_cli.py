@@ -55,18 +55,6 @@ def test_invalid_setting_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert "n_ctx" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", ["ask", "chat", "eval", "lora"])
-def test_commands_not_built_say_so(command: str) -> None:
-    # as capabilities land, their commands leave this list
-    from saem.cli.pending_cmd import _PENDING
-
-    if command not in _PENDING:
-        pytest.fail(f"{command} is built now: remove it from this test")
-    result = invoke(command, "whatever")
-    assert result.exit_code == 2
-    assert "not built yet" in result.output
-
-
 def test_models_with_a_missing_chat_model_fails_with_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "none.gguf"
     result = invoke("models", "--no-load", "--json", env={"SAEM_CHAT_MODEL": str(missing)})
