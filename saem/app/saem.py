@@ -13,7 +13,7 @@ Construction is cheap; models load lazily, once, when first needed. Every compon
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,19 @@ from saem.settings import Settings
 if TYPE_CHECKING:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
     from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import Runnable
+    from pydantic import BaseModel
 
+    from saem.agents.types import AgentResult
+    from saem.app.engine import ChatEngine
+    from saem.app.traces import TurnTrace
+    from saem.app.types import Answer
     from saem.ingest.report import IngestProgress, IngestReport, Stats
+    from saem.memory.history import SessionInfo
+    from saem.memory.longterm import Memory
     from saem.retrieval.hybrid import HybridSearcher
 
 __all__ = ["Saem"]
@@ -56,6 +66,8 @@ class Saem:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._searcher: HybridSearcher | None = None
+        self._chat_model: BaseChatModel | None = None
+        self._engine: ChatEngine | None = None
 
     def __repr__(self) -> str:
         return f"Saem(data_dir={str(self.settings.data_dir)!r})"
@@ -154,3 +166,155 @@ class Saem:
 
         kwargs.setdefault("k", self.settings.retrieve_k)
         return SaemRetriever(searcher=self.searcher, **kwargs)
+
+    # --- conversation ------------------------------------------------------------------------
+
+    @property
+    def chat_model(self) -> BaseChatModel:
+        """The configured chat model (built on first access; llama.cpp loads on its first call)."""
+        with self._lock:
+            if self._chat_model is None:
+                from saem.models.factory import load_chat_model
+
+                self._chat_model = load_chat_model(self.settings)
+            return self._chat_model
+
+    @property
+    def engine(self) -> ChatEngine:
+        """The chat engine: chain, sessions, long-term memory and traces in ``saem.db``."""
+        searcher, model, embedder = self.searcher, self.chat_model, self.embedder
+        with self._lock:
+            if self._engine is None:
+                from saem.app.engine import ChatEngine
+
+                self._engine = ChatEngine(
+                    self.settings,
+                    searcher_or_retrieve_fn=searcher,
+                    chat_model=model,
+                    memory_db=self.settings.db_path,
+                    embeddings=embedder,
+                )
+            return self._engine
+
+    @property
+    def chain(self) -> Runnable[Any, Any]:
+        """The LCEL runnable behind ``ask``: input ``{"question", "session_id", "user_id"}``."""
+        return self.engine.chain
+
+    def ask(
+        self,
+        question: str,
+        *,
+        session_id: str = "default",
+        user_id: str = "default",
+        tools: str | Sequence[str] | None = None,
+        agent: str = "router",
+        confirm: Callable[[str, dict[str, Any]], bool] | None = None,
+    ) -> Answer | AgentResult:
+        """Answer ``question`` from the documents, in the session; the turn is stored and traced.
+
+        With ``tools`` (``"default"`` or a list of tool names) an agent answers instead
+        (``agent="router"``: one grammar-constrained choice, fit for small models; ``"loop"``:
+        model → tools → model) and an ``AgentResult`` comes back (``text``, ``tool_calls``,
+        ``steps``). Destructive tools run only when ``confirm(name, args)`` says yes.
+        """
+        if tools is None:
+            return self.engine.ask(question, session_id=session_id, user_id=user_id)
+        return self._agent(question, session_id=session_id, user_id=user_id, tools=tools, agent=agent,
+                           confirm=confirm)
+
+    def stream(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Iterator[Any]:
+        """Yield answer tokens (``str``) as they come, then the final ``Answer``."""
+        return self.engine.stream(question, session_id=session_id, user_id=user_id)
+
+    def history(self, session_id: str) -> list[BaseMessage]:
+        """The session's messages, oldest first."""
+        return self.engine.history(session_id)
+
+    def sessions(self, user_id: str | None = None) -> list[SessionInfo]:
+        """Sessions, most recent first (one user's, or all)."""
+        return self.engine.sessions(user_id)
+
+    def delete_session(self, session_id: str, *, user_id: str = "default") -> bool:
+        """Delete one of the user's sessions; False if the user has no such session."""
+        from saem.memory.history import delete_session
+
+        return delete_session(self.engine.db, user_id, session_id)
+
+    def memories(self, user_id: str) -> list[Memory]:
+        """The user's long-term memories."""
+        return self.engine.memories(user_id)
+
+    def forget(self, user_id: str, *, id: int | None = None, query: str | None = None) -> list[Memory]:
+        """Remove the user's memory ``id`` or those close to ``query``; returns what was removed."""
+        return self.engine.forget(user_id, id=id, query=query)
+
+    def trace(self, trace_id: str) -> TurnTrace | None:
+        """The stored trace of a turn (rendered prompt, budget, timings, retrieved ids, tool calls)."""
+        return self.engine.trace(trace_id)
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings for the next turns (e.g. ``temperature=0``); validated like any setting."""
+        self.settings = self.settings.with_overrides(**changes)
+        with self._lock:
+            model = self._chat_model
+            if model is not None:
+                fields = {k: v for k, v in changes.items() if k in type(model).model_fields}
+                self._chat_model = model.model_copy(update=fields) if fields else model
+            self._engine = None  # rebuilt on next use around the same loaded model
+
+    # --- agents and extraction -----------------------------------------------------------------
+
+    def _agent(self, question: str, *, session_id: str, user_id: str, tools: str | Sequence[str], agent: str,
+               confirm: Callable[[str, dict[str, Any]], bool] | None) -> AgentResult:
+        from saem.agents.builtin import DEFAULT_TOOLS, builtin_tools
+        from saem.agents.loop import AgentLoop
+        from saem.agents.registry import ToolRegistry
+        from saem.agents.router import Router
+
+        registry = ToolRegistry(
+            builtin_tools(
+                retrieve=lambda q, k: self.retrieve(q, k),
+                memory=self.engine.ltm,
+                user_id=user_id,
+                list_sources=lambda: [s.path for s in self._sources()],
+            ),
+            timeout=30.0,
+            max_tool_calls=8,
+        )
+        allow = [n for n in DEFAULT_TOOLS if n in registry] if tools == "default" else list(tools)
+        session = registry.session(allow=allow, confirm=confirm)
+        if agent == "router":
+            runner: Any = Router(self.chat_model, session)
+        elif agent == "loop":
+            runner = AgentLoop(self.chat_model, session)
+        else:
+            raise ValueError(f"agent must be 'router' or 'loop', not {agent!r}")
+        result: AgentResult = runner.run(question, history=self.history(session_id))
+        return result
+
+    def _sources(self) -> list[Any]:
+        from saem.ingest.catalogue import Catalogue, Source
+
+        cat = Catalogue.open(self.settings.db_path, readonly=True)
+        try:
+            with cat.read() as s:
+                return list(s.query(Source).order_by(Source.path).all())
+        finally:
+            cat.close()
+
+    def extract(self, schema: type[BaseModel], *, text: str | None = None, query: str | None = None,
+                retries: int = 2) -> BaseModel:
+        """A validated ``schema`` object from ``text`` or from the documents ``query`` retrieves.
+
+        Retries show the model its validation error; after ``retries`` it raises
+        ``StructuredOutputError`` with the raw output.
+        """
+        from saem.agents.extract import extract
+
+        if (text is None) == (query is None):
+            raise ValueError("extract needs exactly one of text= or query=")
+        if text is not None:
+            return extract(self.chat_model, schema, text=text, retries=retries)
+        docs = self.retrieve(query or "", self.settings.retrieve_k)
+        return extract(self.chat_model, schema, documents=docs, retries=retries)

@@ -61,6 +61,12 @@ def register(app: typer.Typer) -> None:
                 + "; ".join(dict.fromkeys(missing))
                 + ". The demo stops after what exists (see README.md, 'Status')."
             )
+        elif app.settings.chat_model == "packaged:smollm2":
+            console.print(
+                "\n[dim]The packaged SmolLM2-135M is tiny and answers poorly (it cannot write Korean). For real "
+                "answers set chat_model to a bigger instruct GGUF in "
+                f"{app.settings.data_dir / 'saem.toml'}; the sources above are what it was given.[/]"
+            )
 
 
 def _step(name: str, action, missing: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -80,38 +86,19 @@ def _ingest(app, docs: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def _ask(app, question: str) -> None:  # type: ignore[no-untyped-def]
-    ask = getattr(app, "ask", None)
-    if ask is None:
-        console.print(f"[bold]Q:[/] {question}")
-        _show_sources(app, question)
-        raise NotBuiltYet("question answering", issue="issue 7")
-    answer = ask(question)
-    console.print(f"[bold]Q:[/] {question}\n[bold]A:[/] {answer.text}")
-
-
-def _show_sources(app, question: str, k: int = 3) -> None:  # type: ignore[no-untyped-def]
-    """What retrieval finds for ``question`` (the chunks an answer would be built from)."""
-    result = app.searcher.search(question, k=k)
-    for warning in result.warnings:
-        console.print(f"[yellow]  warning:[/] {warning}", highlight=False)
-    if result.abstained:
-        console.print(f"[dim]  (no relevant chunk: {result.reason})[/]", highlight=False)
-        return
-    stages = "dense + lexical → RRF" + (f" → rerank ({result.reranker})" if result.reranker else "")
-    console.print(f"[dim]  sources by hybrid retrieval (top {k}; {stages}):[/]", highlight=False)
-    for doc in result.documents():
-        m = doc.metadata
-        ranks = " ".join(
-            f"{name}#{m[key]}" for name, key in (("dense", "dense_rank"), ("lexical", "lexical_rank"),
-                                                  ("rerank", "rerank_rank")) if m[key] is not None
-        )  # fmt: skip
-        snippet = " ".join(doc.page_content.split())[:90]
-        console.print(
-            f"  [{m['rank']}] {m['score']:.3f} {m['source']} [{m['start']}:{m['end']}] {m['heading'] or '-'}"
-            f"  [dim]({ranks})[/]\n      [dim]{snippet}…[/]",
-            highlight=False,
-        )
+    answer = app.ask(question, session_id="demo", user_id="demo")
+    console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] {answer.text}", highlight=False)
+    for notice in answer.notices:
+        console.print(f"[yellow]  note:[/] {notice}", highlight=False)
+    cited = {c.n for c in answer.citations if c.supported}
+    console.print("[dim]  sources (hybrid retrieval: dense + lexical → RRF):[/]")
+    for src in answer.sources:
+        mark = "✓" if src.n in cited else " "
+        console.print(f"  {mark} [{src.n}] {src.source} [{src.start}:{src.end}] {src.heading or '-'}", highlight=False)
 
 
 def _chat(app) -> None:  # type: ignore[no-untyped-def]
-    raise NotBuiltYet("the chat REPL", issue="issue 9")
+    from saem.cli.repl import Repl
+
+    Repl(app, session_id="demo", user_id="demo", console=console,
+         history_file=app.settings.data_dir / "repl_history").run(interactive=True)

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
             app_ = Saem(st.settings())
 
             def run_once() -> IngestReport:
-                with _ProgressView(enabled=not dry_run) as view:
+                with ProgressView(enabled=not dry_run) as view:
                     return app_.ingest(
                         *paths,
                         include=include,
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         show_stats(stats, str(settings.data_dir))
 
 
-class _ProgressView:
+class ProgressView:
     """A rich progress bar fed by ``IngestProgress`` events (silent when disabled)."""
 
     def __init__(self, *, enabled: bool) -> None:
@@ -114,7 +114,7 @@ class _ProgressView:
         self.task: TaskID | None = None
         self.started = time.perf_counter()
 
-    def __enter__(self) -> _ProgressView:
+    def __enter__(self) -> ProgressView:
         if self.enabled:
             self.progress.start()
             self.task = self.progress.add_task("scanning", total=None, chunks=0, rate=0.0, files="")
