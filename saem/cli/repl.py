@@ -131,6 +131,8 @@ class Repl:
 
     def turn(self, question: str) -> Any:
         """Stream one answer, then its sources. Ctrl-C stops the generation; the session stays."""
+        if self.state.tools:
+            return self._agent_turn(question)
         text = ""
         answer = None
         stream = self.app.stream(question, session_id=self.state.session_id, user_id=self.state.user_id)
@@ -156,6 +158,31 @@ class Repl:
             self.console.print(f"[yellow]note:[/] {notice}")
         self._source_list(answer, compact=True)
         return answer
+
+    def _agent_turn(self, question: str) -> Any:
+        """With /tools on: the router agent picks a tool (or answers); destructive tools ask y/n."""
+        try:
+            with self.console.status("thinking (tools on)…"):
+                result = self.app.ask(question, session_id=self.state.session_id, user_id=self.state.user_id,
+                                      tools="default", agent="router", confirm=self._confirm)
+        except KeyboardInterrupt:
+            self.console.print("[yellow]stopped[/] — the session is kept")
+            return None
+        self.console.print(Markdown(result.text))
+        for call in result.tool_calls:
+            colour = {"ran": "green", "refused": "yellow", "failed": "red"}.get(call.status, "white")
+            self.console.print(
+                f"[dim]tool[/] [{colour}]{call.status}[/] {call.name}({call.arguments}) — {call.summary}",
+                highlight=False,
+            )
+        return result
+
+    def _confirm(self, name: str, arguments: dict[str, Any]) -> bool:
+        """Ask the person before a destructive tool runs (never without a terminal)."""
+        if not sys.stdin.isatty():
+            return False
+        reply = self.console.input(f"[bold yellow]{name}({arguments}) changes your data. Run it? [y/N][/] ")
+        return reply.strip().lower() in {"y", "yes", "예", "네"}
 
     def _source_list(self, answer: Any, *, compact: bool) -> None:
         sources = getattr(answer, "sources", [])
