@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     answer_language: Literal["auto", "ko", "en"] = Field(
         "auto", description="Language of answers (auto: the question's)."
     )
+    answer_mode: Literal["auto", "generate", "extractive", "hybrid"] = Field(
+        "auto",
+        description="generate; extractive (the documents' own sentences); hybrid (generate, fall back to "
+        "extractive when a check fails); auto = hybrid for the packaged SmolLM2, else generate.",
+    )
     prompts_dir: Path | None = Field(None, description="Folder of prompt template overrides (*.jinja).")
 
     # visibility

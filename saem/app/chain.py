@@ -341,10 +341,15 @@ def _generate(deps: ChainDeps, state: TurnState) -> Iterator[str | Answer]:
             text = deps.prompts.message("abstain", state.language, reason=reason or "")
         state.timings["ttft"] = time.perf_counter() - state.t0
         yield text
+    elif answer_mode(deps) == "extractive":
+        text = _extractive(deps, state) or deps.prompts.message("abstain", state.language, reason="")
+        state.timings["ttft"] = time.perf_counter() - state.t0
+        yield text
     else:
+        hybrid = answer_mode(deps) == "hybrid"
         t_gen = time.perf_counter()
         text, retried = "", False
-        for attempt in range(2):
+        for attempt in range(1 if hybrid else 2):  # hybrid falls back instead of retrying
             traces: list[Any] = []
             if attempt == 1:
                 ctx = deps.builder.build(
@@ -373,8 +378,56 @@ def _generate(deps: ChainDeps, state: TurnState) -> Iterator[str | Answer]:
                 break
         if retried and not language_matches(text, state.language):
             state.notices.append(deps.prompts.message("wrong_language", state.language))
+        if hybrid:
+            text = _hybrid_gate(deps, state, text)
         state.timings["generate"] = time.perf_counter() - t_gen
     yield _finish(deps, state, text, tool_calls)
+
+
+def answer_mode(deps: ChainDeps) -> str:
+    """The effective answer mode: ``auto`` is ``hybrid`` for the packaged SmolLM2, else ``generate``."""
+    mode = str(deps.opt("answer_mode", "auto"))
+    if mode == "auto":
+        return "hybrid" if deps.opt("chat_model", "") == "packaged:smollm2" else "generate"
+    return mode
+
+
+def _extractive(deps: ChainDeps, state: TurnState) -> str:
+    """The retrieved chunks' best sentences with [n] citations ('' when none fits)."""
+    from saem.app.extractive import extractive_answer
+
+    if state.context is not None:  # number sentences exactly as the sources shown to the model: [n]
+        shown = [Document(page_content=src.text) for src in sorted(state.context.sources, key=lambda x: x.n)]
+    else:
+        shown = list(state.retrieved.documents) if state.retrieved else []
+    embeddings = getattr(deps.ltm, "embeddings", None)
+    return extractive_answer(state.question, shown, embeddings=embeddings).text
+
+
+def _hybrid_gate(deps: ChainDeps, state: TurnState, generated: str) -> str:
+    """Keep the generated answer if it passes the checks, else the extractive one (reason in notices/trace)."""
+    from saem.app.extractive import check_generated
+
+    ctx = state.context
+    sources = ctx.sources if ctx is not None else []
+    cited = {int(n) for n in _CITED.findall(generated)}
+    cited_texts = [s.text for s in sources if s.n in cited] or [s.text for s in sources]
+    reasons = check_generated(
+        generated,
+        question_language=state.language,
+        answer_language=detect_language(generated, default=state.language) or state.language,
+        cited_texts=cited_texts if cited else [],
+    )
+    if not reasons:
+        return generated
+    fallback = _extractive(deps, state)
+    if not fallback:
+        return generated
+    state.notices.append(deps.prompts.message("extractive_fallback", state.language, reasons="; ".join(reasons)))
+    return fallback
+
+
+_CITED = re.compile(r"\[(\d+)\]")
 
 
 def _render(deps: ChainDeps, messages: list[BaseMessage]) -> str:

@@ -77,6 +77,9 @@ def ask(
     ] = False,
     session: Annotated[str, typer.Option("--session", "-s", help="Session name.")] = "default",
     user: Annotated[str, typer.Option("--user", "-u", help="User id.")] = "default",
+    answer_mode: Annotated[
+        str | None, typer.Option("--answer-mode", help="generate | extractive | hybrid (default: auto)")
+    ] = None,
 ) -> None:
     """Answer one question from the ingested documents, with sources. Exit code 0, or 1 on error.
 
@@ -84,7 +87,7 @@ def ask(
     """
     st = state(ctx)
     try:
-        app = _app(ctx)
+        app = _app(ctx, answer_mode=answer_mode)
         if not _require_index(app):
             raise typer.Exit(1)
         answer = app.ask(question, session_id=session, user_id=user)

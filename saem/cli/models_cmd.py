@@ -47,6 +47,9 @@ def models(
             "[dim]No reranker: set rerank_model to a sentence-transformers CrossEncoder folder "
             "(e.g. a downloaded bge-reranker-v2-m3) to enable reranking.[/]"
         )
+    from saem.cli.repl import _effective_mode
+
+    console.print(f"answer mode: {_effective_mode(settings)}", highlight=False)
     console.print(
         '[dim]A stronger chat model: put chat_model = "/path/to/model.gguf" in '
         f"{settings.data_dir / 'saem.toml'} (or SAEM_CHAT_MODEL).[/]"

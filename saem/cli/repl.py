@@ -34,13 +34,13 @@ COMMANDS: dict[str, str] = {
     "/session": "/session new [NAME] | list | switch NAME",
     "/ingest": "/ingest PATH — add documents (with progress)",
     "/tools": "/tools on|off — let the model use tools",
-    "/set": "/set temperature 0.2 (also top_p, top_k, max_tokens, repeat_penalty, seed)",
+    "/set": "/set temperature 0.2 (also top_p, top_k, max_tokens, repeat_penalty, seed, answer_mode)",
     "/model": "what is loaded: model, n_ctx, threads",
     "/clear": "clear the screen",
     "/exit": "leave (Ctrl-D works too)",
 }
 SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "repeat_penalty": float,
-            "seed": int}
+            "seed": int, "answer_mode": str}
 
 
 @dataclass
@@ -118,7 +118,7 @@ class Repl:
                 return
 
     def _banner(self) -> None:
-        mode = getattr(self.app.settings, "answer_mode", None)
+        mode = _effective_mode(self.app.settings)
         earlier = len(self.app.history(self.state.session_id))
         self.console.print(
             f"[bold]saem chat[/] — session [cyan]{self.state.session_id}[/], user [cyan]{self.state.user_id}[/]"
@@ -352,3 +352,13 @@ class Repl:
             f"temperature {s.temperature} · embedder {s.embed_model} · reranker {s.rerank_model}",
             highlight=False,
         )
+
+
+def _effective_mode(settings: Any) -> str | None:
+    """'hybrid (auto: packaged SmolLM2)' and the like, for the banner."""
+    mode = getattr(settings, "answer_mode", None)
+    if mode != "auto":
+        return mode
+    if getattr(settings, "chat_model", "") == "packaged:smollm2":
+        return "hybrid (auto: the packaged model is tiny; answers failing the checks become quotes)"
+    return "generate (auto)"

@@ -261,3 +261,41 @@ def test_a_data_dir_without_a_catalogue_abstains(tmp_path: Path) -> None:
     assert r.abstained and r.reason == "nothing is ingested in this data dir yet"
     with pytest.raises(OperationalError):
         as_retrieve_fn(broken)("q", 3)
+
+
+def test_extractive_mode_answers_from_the_documents_without_the_model(tmp_path: Path) -> None:
+    engine, model, _ = make(tmp_path, [], answer_mode="extractive")
+    a = engine.ask("What does top-p sampling keep?", session_id="s1", user_id="u")
+    assert model.prompts == []  # no generation at all
+    assert "Top-p sampling keeps the smallest set of tokens" in a.text and "[1]" in a.text
+    assert any(c.n == 1 and c.supported for c in a.citations)
+
+
+def test_hybrid_mode_keeps_a_supported_answer(tmp_path: Path) -> None:
+    good = "Top-p sampling keeps the smallest set of tokens whose probability mass exceeds p [1]."
+    engine, _, _ = make(tmp_path, [good], answer_mode="hybrid")
+    a = engine.ask("What does top-p sampling keep?", session_id="s1", user_id="u")
+    assert a.text == good and not a.notices
+
+
+def test_hybrid_mode_falls_back_when_the_answer_is_unsupported_or_in_the_wrong_language(tmp_path: Path) -> None:
+    engine, model, _ = make(tmp_path, ["Napoleon invented bananas at Waterloo [1].", "질문: LoRA는?"],
+                            answer_mode="hybrid")
+    invented = engine.ask("What does top-p sampling keep?", session_id="s1", user_id="u")
+    assert "Top-p sampling keeps the smallest set of tokens" in invented.text
+    assert invented.notices and "content words" in invented.notices[-1]
+    korean = engine.ask("LoRA는 무엇을 학습하나요?", session_id="s2", user_id="u")
+    assert "저랭크 행렬 두 개를 학습합니다" in korean.text and "[2]" in korean.text
+    assert len(model.prompts) == 2  # hybrid does not spend a second generation on a retry
+    assert korean.notices and korean.language == "ko"
+
+
+def test_auto_mode_is_hybrid_only_for_the_packaged_model() -> None:
+    from saem.app.chain import answer_mode
+
+    def deps(**kw: Any) -> Any:
+        return SimpleNamespace(opt=lambda name, default: kw.get(name, default))
+
+    assert answer_mode(deps(chat_model="packaged:smollm2")) == "hybrid"
+    assert answer_mode(deps(chat_model="/models/qwen.gguf")) == "generate"
+    assert answer_mode(deps(chat_model="packaged:smollm2", answer_mode="generate")) == "generate"
