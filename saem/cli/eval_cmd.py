@@ -73,6 +73,11 @@ class LlamaCppGenerator:
             self._models[which].loaded_engine  # noqa: B018 — load now, not inside the timed call
         return self._models[which]
 
+    def fits(self, prompt: str) -> bool:
+        """Whether ``prompt``, as one user turn in the chat template, leaves room for the answer."""
+        used = self._model("base").count_tokens([("user", prompt)])
+        return bool(used + self.sampling["max_tokens"] <= self.sampling["n_ctx"])
+
     def __call__(self, model: Literal["base", "lora"], prompt: str) -> Generation:
         chat, traces = self._model(model), []  # type: ignore[var-annotated]
         started = time.perf_counter()
@@ -410,6 +415,7 @@ def _run_eval(
             arms=chosen,
             k=k,
             progress=lambda row: bar.update(task, advance=1, arm=row.arm),
+            fits=generate.fits,
         )
     manifest: dict[str, Any] = {
         "model": settings.chat_model,

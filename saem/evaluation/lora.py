@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from saem.errors import ModelError
+
+logger = logging.getLogger("saem.evaluation")
 
 __all__ = [
     "BaseModel",
@@ -105,6 +108,7 @@ class Manifest:
     losses: list[float]
     adapter_bytes: int
     settings: dict[str, Any]
+    skipped_too_long: int
     versions: dict[str, str]
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
@@ -250,7 +254,9 @@ def train_lora(
 
     ``base.model`` is wrapped by peft in place for the run and unwrapped afterwards (its weights
     are never changed). Deterministic for a given seed, data, thread count and library versions.
-    Raises ``ValueError`` for no examples or an example with no completion tokens left.
+    An example whose prompt leaves no completion token within ``max_length`` is skipped and
+    counted in ``manifest.skipped_too_long`` (a loss on nothing would teach nothing). Raises
+    ``ValueError`` for no examples, or when every example is too long.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -264,8 +270,15 @@ def train_lora(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = base.tokenizer
     encoded = [_encode(tokenizer, e, settings.max_length) for e in examples]
-    if any(all(label == -100 for label in labels) for _, labels in encoded):
-        raise ValueError("an example has no completion tokens within max_length")
+    kept = [i for i, (_, labels) in enumerate(encoded) if any(label != -100 for label in labels)]
+    skipped = len(encoded) - len(kept)
+    if not kept:
+        raise ValueError(f"every example's prompt is longer than max_length={settings.max_length} tokens")
+    if skipped:
+        logger.warning("%d of %d training examples do not fit max_length=%d and were skipped",
+                       skipped, len(encoded), settings.max_length)  # fmt: skip
+        examples = [examples[i] for i in kept]
+        encoded = [encoded[i] for i in kept]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     torch.manual_seed(settings.seed)  # LoRA A is initialised randomly
@@ -327,6 +340,7 @@ def train_lora(
         final_loss=losses[-1],
         losses=[round(x, 5) for x in losses],
         adapter_bytes=adapter_bytes,
+        skipped_too_long=skipped,
         settings={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
         versions=_versions(),
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -189,10 +189,13 @@ def run_arms(
     max_context_chars: int = 6000,
     prompt: EvalPrompt | None = None,
     progress: Callable[[Row], None] | None = None,
+    fits: Callable[[str], bool] | None = None,
 ) -> list[Row]:
     """Answer every item in every arm; see the module docstring. Passages are put in the prompt
-    in rank order while their texts fit ``max_context_chars`` (at least one is always given).
-    Raises ``ValueError`` for an unknown arm, ``ConfigError`` for a rag arm without ``retrieve``."""
+    in rank order while their texts fit ``max_context_chars`` and the rendered prompt ``fits``
+    (the model's context, counted with its tokenizer); when even the first passage does not fit
+    it is cut until it does. Raises ``ValueError`` for an unknown arm, ``ConfigError`` for a rag
+    arm without ``retrieve``."""
     unknown = [arm for arm in arms if arm not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}: choose from {list(ARMS)}")
@@ -207,6 +210,10 @@ def run_arms(
             passages = retrieved.get(item["id"], []) if arm.endswith("rag") else []
             given = _fit(passages, max_context_chars)
             text = prompt.render(item["question"], item["lang"], given)
+            if fits is not None and given and not fits(text):
+                q, lang, check = item["question"], item["lang"], fits
+                given = _fit_tokens(given, lambda ps: check(prompt.render(q, lang, ps)))  # noqa: B023 — used at once
+                text = prompt.render(item["question"], item["lang"], given)
             out = generate("lora" if arm.startswith("lora") else "base", text)
             row = score_row(item, arm, out, passages, len(given), k)
             row.prompt = text
@@ -225,6 +232,24 @@ def _fit(passages: Sequence[Passage], budget: int) -> list[Passage]:
         out.append(p)
         used += len(p.text)
     return out
+
+
+def _fit_tokens(passages: Sequence[Passage], fits: Callable[[Sequence[Passage]], bool]) -> list[Passage]:
+    """The longest prefix of ``passages`` whose prompt fits; if none does, the first passage cut
+    (binary search on its length) to the longest text that fits, possibly empty."""
+    out = list(passages)
+    while len(out) > 1 and not fits(out):
+        out.pop()
+    if fits(out):
+        return out
+    first, lo, hi = out[0], 0, len(out[0].text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits([replace(first, text=first.text[:mid])]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return [replace(first, text=first.text[:lo])]
 
 
 def score_row(item: QAItem, arm: str, out: Generation, passages: Sequence[Passage], in_prompt: int, k: int) -> Row:

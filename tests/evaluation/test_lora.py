@@ -161,6 +161,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("lora")
     base = load_base("packaged:smollm2")
     data = [base.chat_example(q, ANSWER) for q in PARAPHRASES]
+    data.append(base.chat_example("word " * 300 + QUESTION, ANSWER))  # no room for the answer: skipped
     reports: list[StepReport] = []
     settings = LoraSettings(steps=8, learning_rate=2e-3, batch_size=3, rank=8, alpha=16, seed=0, threads=1)
     result = train_lora(base, data, out / "adapter", settings, progress=reports.append)
@@ -224,6 +225,7 @@ def test_training_lowers_loss_and_writes_a_manifest(trained: dict[str, Any]) -> 
     saved = json.loads((trained["out"] / "adapter" / "manifest.json").read_text())
     assert saved["base_sha256"] == trained["base"].sha256 and len(saved["base_sha256"]) == 64
     assert saved["steps"] == 8 and saved["seed"] == 0 and saved["settings"]["rank"] == 8
+    assert saved["examples"] == 3 and saved["skipped_too_long"] == 1
     assert saved["adapter_bytes"] == manifest.adapter_bytes > 1_000_000
     assert saved["versions"]["peft"] != "not installed"
     assert (trained["out"] / "adapter" / "adapter_model.safetensors").is_file()

@@ -101,6 +101,22 @@ def test_context_budget_keeps_whole_passages_in_rank_order() -> None:
     assert "[2] noise one" in rows[0].prompt and "noise two" not in rows[0].prompt
 
 
+def test_token_budget_drops_passages_then_cuts_the_first() -> None:
+    item = ITEMS[0]
+    first = _retrieve(item["question"], 1)
+    one = len(EvalPrompt().render(item["question"], "ko", first))
+    # room for the first passage only: the rest are dropped, whole
+    rows = run_arms(ITEMS[:1], generate=Scripted(), retrieve=_retrieve, arms=["rag"], k=4,
+                    fits=lambda text: len(text) <= one)  # fmt: skip
+    assert rows[0].in_prompt == 1 and len(rows[0].passages) == 4
+    assert first[0].text in rows[0].prompt and "noise" not in rows[0].prompt
+    # room for no whole passage: the first is cut to the longest text that fits
+    rows = run_arms(ITEMS[:1], generate=Scripted(), retrieve=_retrieve, arms=["rag"], k=4,
+                    fits=lambda text: len(text) <= one - 3)  # fmt: skip
+    assert rows[0].in_prompt == 1 and len(rows[0].prompt) == one - 3
+    assert first[0].text[:-3] in rows[0].prompt and first[0].text not in rows[0].prompt
+
+
 def test_rows_are_scored_per_metric() -> None:
     result = _result()
     by = {(r.arm, r.id): r for r in result.rows}
