@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,12 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError):
         saem.does_not_exist  # noqa: B018
+
+
+def test_the_installed_package_is_the_regular_one_from_any_directory(tmp_path: Path) -> None:
+    # a stale editable install can map "saem" as a namespace package: then ``from saem import
+    # Saem`` fails everywhere but in the repo root. Run from elsewhere to catch that.
+    script = "import saem; from saem import Saem; print(saem.__file__)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).parts[-2:] == ("saem", "__init__.py")

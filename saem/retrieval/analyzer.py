@@ -25,7 +25,9 @@ from typing import Any
 __all__ = ["analyze", "to_fts_text", "has_hangul", "hangul_bigrams"]
 
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]+")
-_WORD = re.compile(r"[^\W_]+")
+# letter runs and digit runs, split apart the way Kiwi splits them inside Hangul text, so a
+# token such as "Q4_0" or "GPT2" gives the same tokens in an English and in a Korean sentence
+_WORD = re.compile(r"[^\W\d_]+|\d+")
 # Kiwi tags whose forms are worth searching for (prefix before any "-R"/"-I" suffix).
 _KEEP_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
 _KEEP_PREFIX = ("W_",)  # URLs, e-mails, hashtags, serials

@@ -41,6 +41,16 @@ def test_latin_words_are_lowercased_the_same_with_or_without_hangul() -> None:
     assert analyze("...!?  ") == []
 
 
+@pytest.mark.parametrize("term", ["Q4_0", "Q3_K_S", "GPT2", "all-MiniLM-L6-v2", "v1.5", "50,257"])
+def test_a_latin_term_gives_the_same_tokens_in_english_and_korean_text(term: str) -> None:
+    # Kiwi splits letters from digits inside Hangul text; the plain path must split the same way,
+    # or an English query never finds the term in a Korean chunk
+    english = analyze(f"the {term} format")
+    korean = [t for t in analyze(f"{term} 형식으로") if not has_hangul(t)]
+    assert english[1:-1] == korean
+    assert all(not (any(c.isdigit() for c in t) and any(c.isalpha() for c in t)) for t in korean)
+
+
 def test_bigram_fallback_without_kiwi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analyzer, "_kiwi", None)
     monkeypatch.setattr(analyzer, "_kiwi_failed", True)
