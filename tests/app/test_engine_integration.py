@@ -89,3 +89,16 @@ def test_memory_is_per_user_and_forgettable(engine: ChatEngine) -> None:
     c = engine.ask("Which sampling method do I like best?", session_id="m4", user_id="alice")
     assert c.memories == []
     assert [s.id for s in engine.sessions("alice")][:1] == ["m4"] and len(engine.history("m2")) == 2
+
+
+def test_korean_question_gets_a_korean_cited_answer_with_the_packaged_model(engine: ChatEngine) -> None:
+    # SmolLM2-135M cannot write Korean; the default answer mode for it (hybrid) must still answer
+    # in Korean, in the documents' words, with a citation that resolves to the right chunk
+    assert engine.settings.answer_mode == "auto" and engine.settings.chat_model == "packaged:smollm2"
+    answer = engine.ask("LoRA에서 랭크 r은 보통 어떤 값을 쓰나요?", session_id="ko-cited", user_id="u")
+    assert not answer.abstained and answer.language == "ko"
+    assert language_matches(answer.text, "ko"), answer.text
+    assert "4~64" in answer.text, answer.text
+    cited = [c for c in answer.citations if c.status in ("verified", "unverified")]
+    assert cited and all(c.chunk_id in _chunks(engine) for c in cited)
+    assert any(Path(c.source or "").name == "ko_lora_finetuning.md" for c in cited)
