@@ -2,6 +2,7 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py            # everything (~15-25 min on 2 cores)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5 baseline, small LLM subset, 1k scale
+    .venv/bin/python bench/retrieval.py --latency-only --scale-dir /tmp/bench_latency   # stores kept for reruns
 
 Quality, per QA set (``../shared/eval/seeds_dev_qa.jsonl`` over ``../shared/corpus/seeds/*.txt``;
 ``data/qa.jsonl`` over ``data/`` without ``qa.jsonl``) and per group (ko / en / crosslingual):
@@ -201,47 +202,67 @@ def save(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def scale_latency(work: Path, sizes: list[int], questions: list[str], report: Callable[[dict[str, Any]], Any]) -> None:
-    """Grow one static-m store to each size in turn; ``report`` each row as it is measured."""
+def scale_store(root: Path, size: int) -> tuple[Any, float]:
+    """A static-m store of at least ``size`` chunks in ``root/<size>`` (reused when already built)."""
     from saem.app.saem import Saem
+
+    files = [(src, p) for src in SCALE_SOURCES if src.is_dir() for p in sorted(src.rglob("*.html"))]
+    app = Saem(data_dir=root / str(size) / "saem", embed_model="packaged:static-m")
+    docs = root / str(size) / "docs"
+    t0 = time.perf_counter()
+    pos, copy_no = 0, 0
+    while app.stats().chunks < size:
+        if pos < len(files):
+            batch = files[pos : pos + 40]
+            pos += len(batch)
+            for src, f in batch:
+                dest = docs / "c0" / src.name / f.relative_to(src)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest)
+        else:  # the corpus is used up: copy it again (ingest reuses the vectors of equal files)
+            copy_no += 1
+            while (docs / f"c{copy_no}").exists():
+                copy_no += 1
+            shutil.copytree(docs / "c0", docs / f"c{copy_no}")
+        app.ingest(docs)
+    return app, time.perf_counter() - t0
+
+
+def scale_latency(
+    root: Path, sizes: list[int], questions: list[str], report: Callable[[dict[str, Any]], Any], *, k: int = 10
+) -> None:
+    """One static-m store per size (under ``root``, reused between runs); ``report`` each row.
+
+    Per searcher: p50/p95 of the whole ``search`` call (k=``k``), and of its stages
+    (``result.timings``: embed, dense, lexical, rerank), over ``questions`` after one warm-up.
+    """
     from saem.retrieval.hybrid import HybridConfig, HybridSearcher
     from saem.retrieval.rerank import EmbedderReranker
 
-    files = [(root, p) for root in SCALE_SOURCES if root.is_dir() for p in sorted(root.rglob("*.html"))]
-    if not files:
+    if not any(src.is_dir() for src in SCALE_SOURCES):
+        print("no scale corpus: apt-get install -y gimp-help-ko python3.11-doc", file=sys.stderr)
         return
-    app = Saem(data_dir=work / "scale-saem", embed_model="packaged:static-m")
-    docs = work / "scale-docs"
-    pos, copy_no = 0, 0
     for size in sizes:
-        t0 = time.perf_counter()
-        while app.stats().chunks < size:
-            if pos < len(files):
-                batch = files[pos : pos + 40]
-                pos += len(batch)
-                for root, f in batch:
-                    dest = docs / "c0" / root.name / f.relative_to(root)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(f, dest)
-            else:  # the corpus is used up: copy it again (ingest reuses the vectors of equal files)
-                copy_no += 1
-                shutil.copytree(docs / "c0", docs / f"c{copy_no}")
-            app.ingest(docs)
-        build_s = time.perf_counter() - t0
+        app, build_s = scale_store(root, size)
         n = app.stats().chunks
-        row: dict[str, Any] = {"target": size, "chunks": n, "build_s": build_s}
+        row: dict[str, Any] = {"target": size, "chunks": n, "build_s": build_s, "k": k}
         for label, reranker in (("hybrid", None), ("hybrid+embedder(static-m)", EmbedderReranker(app.embedder))):
             searcher = HybridSearcher(app.settings.data_dir, app.embedder, reranker=reranker, config=HybridConfig())
-            searcher.search("warm up", k=5)
-            times = []
+            searcher.search("warm up 준비", k=k)  # loads Kiwi (once per process, ≈ 2 s) outside the timings
+            times: list[float] = []
+            stages: dict[str, list[float]] = {}
             for q in questions:
                 t1 = time.perf_counter()
-                searcher.search(q, k=5)
+                res = searcher.search(q, k=k)
                 times.append(time.perf_counter() - t1)
+                for stage, sec in res.timings.items():
+                    stages.setdefault(stage, []).append(sec)
             times.sort()
-            row[label] = {"p50_ms": 1000 * pct(times, 50), "p95_ms": 1000 * pct(times, 95)}
+            row[label] = {"p50_ms": 1000 * pct(times, 50), "p95_ms": 1000 * pct(times, 95),
+                          "max_ms": 1000 * times[-1],
+                          "stages_p95_ms": {st: 1000 * pct(sorted(v), 95) for st, v in stages.items()}}  # fmt: skip
         report(row)
-        print(f"scale {n} chunks: {row}", flush=True)
+        print(f"scale {n} chunks: {json.dumps(row)}", flush=True)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -275,7 +296,8 @@ def print_tables(results: dict[str, Any]) -> None:
                       f"{th['answerable_median']:.3f}; unanswerable max {th['unanswerable_max']:.3f} "
                       f"(n={th['n_unanswerable']})")  # fmt: skip
     if results.get("scale"):
-        table = Table(title="retrieve latency (k=5) vs store size — static-m embedder, p50 / p95 ms")
+        k = results["scale"][0].get("k", 5)
+        table = Table(title=f"retrieve latency (k={k}) vs store size — static-m embedder, p50 / p95 ms")
         for col in ("chunks", "build s", "hybrid", "hybrid+embedder rerank"):
             table.add_column(col, justify="right")
         for row in results["scale"]:
@@ -290,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="no e5 baseline, small LLM subset, 1k scale only")
     parser.add_argument("--no-llm", action="store_true", help="skip the LLM reranker")
     parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency-vs-store-size part")
+    parser.add_argument("--scale-dir", type=Path, default=None, help="keep the scale stores here, reuse them")
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -298,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scale = args.scale if args.scale is not None else ("1000" if args.quick else "1000,10000,100000")
     sizes = [int(s) for s in scale.split(",") if s]
+    if args.latency_only:
+        return latency_only(args, sizes)
 
     import torch
 
@@ -321,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "quality": {},
     }
     work = Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
+    scale_root = args.scale_dir or work / "scale"
     answerable_best: list[float] = []
     unanswerable_best: list[float] = []
     try:
@@ -364,11 +391,32 @@ def main(argv: list[str] | None = None) -> int:
             save(args.out, results)
 
         if sizes:
-            scale_latency(work, sizes, questions, keep)
+            scale_latency(scale_root, sizes, questions, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     save(args.out, results)
     print_tables(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def latency_only(args: argparse.Namespace, sizes: list[int]) -> int:
+    """``--latency-only``: the scale part alone; it replaces the ``scale`` key of ``args.out``
+    and keeps the rest (the quality numbers of the last full run)."""
+    results: dict[str, Any] = {"quality": {}}
+    if args.out.is_file():
+        results = json.loads(args.out.read_text(encoding="utf-8"))
+    results["scale"] = []
+    results["scale_when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
+    root = args.scale_dir or Path(tempfile.mkdtemp(prefix="saem-bench-latency-"))
+    try:
+        scale_latency(root, sizes, questions, results["scale"].append)
+    finally:
+        if args.scale_dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    save(args.out, results)
+    print_tables({"quality": {}, "scale": results["scale"]})
     print(f"wrote {args.out}")
     return 0
 

@@ -7,7 +7,10 @@
 Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
 
 1. **Candidates** — the ``candidates`` best chunks by cosine (FAISS) and by BM25 (FTS5). A
-   stage whose weight is 0 is skipped (so ``lexical_weight=0`` is dense-only search).
+   stage whose weight is 0 is skipped (so ``lexical_weight=0`` is dense-only search). In a
+   large store BM25 finds chunks by the query's rarest terms (document frequencies adding up
+   to at most ``lexical_max_postings``) and scores them with all its terms but the ones in
+   over half the chunks (see :mod:`saem.retrieval.lexical`; None: a plain ``OR`` of all).
 2. **Fusion** — weighted reciprocal rank fusion: ``score(d) = Σ_s w_s / (rrf_k + rank_s(d))``
    (ranks 1-based); ties go to the better single-stage rank, then the lower chunk id.
 3. **Filters** — the ``FaissVectorStore`` syntax over ``Hit.metadata`` keys, ANDed: ``{"k": v}``,
@@ -28,8 +31,10 @@ Anything else — punctuation, emoji, FTS5 syntax such as ``"``, ``*``, ``NEAR``
 searched as text and never raises (lexical search quotes every token).
 
 Thread-safety: ``search`` may be called from several threads. The FAISS index is loaded once
-and reloaded when the catalogue's ``generation`` changes (after an ingest). Read-only: never
-writes the data dir.
+and reloaded when the catalogue's ``generation`` changes (after an ingest); the lexical term
+counts (:class:`~saem.retrieval.lexical.TermStats`) start over then too. Read-only: never
+writes the data dir. A ``saem.db`` without the ingestion catalogue (made by ``saem.memory``
+before any ingest) counts as nothing ingested yet.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
-from saem.ingest.catalogue import Catalogue, Chunk, Source, get_meta
+from saem.ingest.catalogue import Catalogue, Chunk, Meta, Source, get_meta
 from saem.ingest.index import VectorIndex, normalise, open_index
 from saem.retrieval import lexical
 from saem.retrieval.types import Hit, RetrievalResult
@@ -62,6 +68,8 @@ if TYPE_CHECKING:
 __all__ = ["HybridConfig", "HybridSearcher", "rrf_fuse", "mmr_select", "clean_query"]
 
 logger = logging.getLogger("saem.retrieval")
+
+_TERM_STATS_MAX = 100_000  # terms counted per generation before the counts start over
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -81,10 +89,13 @@ class HybridConfig:
     mmr: bool = False
     mmr_lambda: float = 0.7
     max_query_chars: int = 2000
+    lexical_max_postings: int | None = lexical.MAX_POSTINGS
 
     def __post_init__(self) -> None:
         if self.rrf_k < 0 or self.candidates < 1 or self.rerank_candidates < 0 or self.max_query_chars < 1:
             raise ConfigError("rrf_k, candidates, rerank_candidates and max_query_chars must be positive")
+        if self.lexical_max_postings is not None and self.lexical_max_postings < 1:
+            raise ConfigError("lexical_max_postings must be positive (or None)", key="lexical_max_postings")
         if self.dense_weight < 0 or self.lexical_weight < 0 or self.dense_weight + self.lexical_weight == 0:
             raise ConfigError("dense_weight and lexical_weight must be >= 0 and not both 0", key="dense_weight")
         if not 0.0 <= self.mmr_lambda <= 1.0:
@@ -195,6 +206,7 @@ class HybridSearcher:
         self._cat: Catalogue | None = None
         self._index: VectorIndex | None = None
         self._generation: str | None = None
+        self._terms = lexical.TermStats()  # for the current generation
 
     def with_config(self, **changes: Any) -> HybridSearcher:
         """A searcher sharing this one's embedder and reranker with some config fields changed."""
@@ -204,6 +216,8 @@ class HybridSearcher:
         return other
 
     def _state(self) -> tuple[Catalogue, VectorIndex | None] | None:
+        """The open catalogue and index; None while nothing is ingested (no db, or a db that
+        holds only other modules' tables, such as the chat memory's)."""
         db = self.data_dir / "saem.db"
         if not db.is_file():
             return None
@@ -211,6 +225,8 @@ class HybridSearcher:
             if self._cat is None:
                 self._cat = Catalogue.open(db, readonly=True)
             with self._cat.read() as s:
+                if self._generation is None and not _has_catalogue(s):  # tables, once there, stay
+                    return None
                 generation = get_meta(s, "generation")
                 stored_model = get_meta(s, "embed_model")
             model_id = getattr(self.embedder, "model_id", None)
@@ -223,6 +239,9 @@ class HybridSearcher:
             if generation != self._generation or self._index is None:
                 self._index = open_index(self.data_dir, self._cat, persist=False)
                 self._generation = generation
+                self._terms = lexical.TermStats()
+            elif len(self._terms.df) > _TERM_STATS_MAX:
+                self._terms = lexical.TermStats()
             return self._cat, self._index
 
     def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | None = None) -> RetrievalResult:
@@ -262,7 +281,7 @@ class HybridSearcher:
             lex: list[tuple[int, float]] = []
             if cfg.lexical_weight > 0:
                 t0 = time.perf_counter()
-                lex = lexical.search(s, text, n_cand)
+                lex = lexical.search(s, text, n_cand, max_postings=cfg.lexical_max_postings, stats=self._terms)
                 timings["lexical"] = time.perf_counter() - t0
             fused = rrf_fuse(
                 {"dense": [c for c, _ in dense], "lexical": [c for c, _ in lex]},
@@ -318,6 +337,13 @@ class HybridSearcher:
         for rank, i in enumerate(order, 1):
             head[i].rerank = (rank, float(scores[i]))
         return [head[i] for i in order] + tail
+
+
+def _has_catalogue(s: Any) -> bool:
+    """Whether the ingestion catalogue's tables exist (another module may have made the db)."""
+    wanted = {Meta.__tablename__, Source.__tablename__, Chunk.__tablename__, "chunks_fts"}
+    names = s.execute(sql_text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars()
+    return wanted <= set(names)
 
 
 def _abstain(result: RetrievalResult, reason: str) -> RetrievalResult:
