@@ -21,6 +21,8 @@ Contract:
 * The loop stops after ``max_steps`` model calls (``stop_reason="max_steps"``) or at the first
   fatal tool failure (``"tool_error"``; see the registry). Every model call and tool call is
   appended to ``AgentResult.steps`` in order; every tool call has a ``ToolCallRecord``.
+* ``last_messages`` holds the messages of the most recent model call (the session's tools were
+  bound to it), so a caller can render and trace the prompt.
 * Not thread-safe per instance (the session's turn counter); build one per conversation.
 """
 
@@ -99,6 +101,8 @@ class AgentLoop:
         self.session = session
         self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
         self.max_steps = max_steps
+        self.last_messages: list[BaseMessage] = []
+        """The messages of the most recent model call (``[]`` before the first run)."""
 
     def run(self, question: str, *, history: Sequence[BaseMessage] = ()) -> AgentResult:
         """Answer ``question`` (after ``history``), calling tools as the model asks."""
@@ -112,6 +116,7 @@ class AgentLoop:
         last_text = ""
         for step in range(self.max_steps):
             started = time.perf_counter()
+            self.last_messages = list(messages)
             reply = bound.invoke(messages)
             ai = reply if isinstance(reply, AIMessage) else AIMessage(message_text(reply))
             last_text = message_text(ai)

@@ -21,7 +21,8 @@ answering call as data (``<tool_result>`` + notice), never as instructions.
 
 Contract: exactly two model calls per run (choose, answer) and at most one tool call; if the
 choice does not parse (models without a grammar), the router answers directly and says so in
-``steps``; a fatal tool failure stops the run with ``stop_reason="tool_error"``.
+``steps``; a fatal tool failure stops the run with ``stop_reason="tool_error"``. ``last_messages``
+holds the messages of the most recent model call (the answering one), for tracing the prompt.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class Router:
         self.examples = examples
         self._schema = self._build_schema()
         self.system_prompt = system_prompt or self._routing_prompt()
+        self.last_messages: list[BaseMessage] = []
+        """The messages of the most recent model call (``[]`` before the first run)."""
 
     @property
     def choice_schema(self) -> type[BaseModel]:
@@ -156,6 +159,7 @@ class Router:
         records: list[ToolCallRecord] = []
         started = time.perf_counter()
         messages = [SystemMessage(self.system_prompt), *history, HumanMessage(question)]
+        self.last_messages = list(messages)
         parsed, raw, error = structured_call(self.model, self._schema, messages)
         choice: dict[str, Any] | None = None
         if parsed is None:
@@ -182,7 +186,8 @@ class Router:
             status = "ok" if record.ok else f"{record.status}:{record.reason}"
             data = wrap_data("tool_result", record.output, name=record.name, status=status)
             prompt = f"{data}\n{DATA_NOTICE.format(tag='tool_result')}\n\nQuestion: {question}"
-        answer = self.model.invoke([SystemMessage(self.answer_prompt), *history, HumanMessage(prompt)])
+        self.last_messages = [SystemMessage(self.answer_prompt), *history, HumanMessage(prompt)]
+        answer = self.model.invoke(self.last_messages)
         text = message_text(answer)
         name = str(getattr(self.model, "model_name", None) or type(self.model).__name__)
         steps.append(AgentStep("model", name, summarize(text), time.perf_counter() - started))

@@ -4,6 +4,7 @@
     result.text                              # the final answer
     [(c.name, c.status) for c in result.tool_calls]   # [('calculator', 'ran')]
     result.stop_reason                       # 'answer' | 'max_steps' | 'tool_error' | 'model_error'
+    app.ask(q, tools="default").trace_id     # ``Saem.ask`` stores the turn: ``app.trace(trace_id)``
 
 All types are frozen dataclasses (plain data: safe to log, compare, serialise with ``asdict``).
 """
@@ -72,7 +73,11 @@ class AgentStep:
 
 @dataclass(frozen=True)
 class AgentResult:
-    """The outcome of one agent turn: the answer ``text``, every tool call in order, every step."""
+    """The outcome of one agent turn: the answer ``text``, every tool call in order, every step.
+
+    ``trace_id`` is set by ``Saem.ask`` (which stores the turn in the session history and traces
+    it: ``app.trace(result.trace_id)``); a runner used on its own leaves it ``""``.
+    """
 
     text: str
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
@@ -80,3 +85,4 @@ class AgentResult:
     stop_reason: StopReason = "answer"
     choice: dict[str, Any] | None = None
     """Router mode: the structured choice the model made (None in loop mode, or if it failed)."""
+    trace_id: str = ""

@@ -12,6 +12,11 @@ call, prompt tokens, and JSON columns: budget (tokens per part, drops), timings 
 stage), retrieved (ids, sources, scores, ranks), model calls (``ChatTrace.summary()`` of every
 LLM call: condense, answer, retry), tool calls, answer, citations, notices.
 
+Agent turns (``Saem.ask(..., tools=...)``) are traced in the same table: ``agent`` names the
+runner (``router``/``loop``; ``""`` for a chain turn), ``steps`` lists each route choice, model
+call and tool call in order with its seconds, ``tool_calls`` each call's name, arguments,
+status, reason and result summary, ``stop_reason`` why the run ended (see :func:`agent_trace`).
+
 Rows are written once, after the turn; never updated. Prompts hold user data: a trace lives as
 long as its session (``delete_session`` callers should also call ``delete_for_session``).
 """
@@ -21,14 +26,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Index, String, Text, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from saem.memory._schema import MemoryDB
 
-__all__ = ["TurnTrace", "TraceStore", "TraceRow"]
+if TYPE_CHECKING:
+    from saem.agents.types import AgentResult
+
+__all__ = ["TurnTrace", "TraceStore", "TraceRow", "agent_trace"]
 
 
 class _TraceBase(DeclarativeBase):
@@ -55,7 +63,8 @@ class TraceRow(_TraceBase):
 @dataclass
 class TurnTrace:
     """One turn, as stored. ``timings`` in seconds per stage (``load``, ``condense``,
-    ``retrieve``, ``context``, ``ttft`` (from the start of the turn), ``generate``, ``total``)."""
+    ``retrieve``, ``context``, ``ttft`` (from the start of the turn), ``generate``, ``total``;
+    for an agent turn ``load``, ``route``, ``tools``, ``generate``, ``persist``, ``total``)."""
 
     id: str
     session_id: str
@@ -77,6 +86,12 @@ class TurnTrace:
     memories: list[str] = field(default_factory=list)
     retrieval_reason: str | None = None
     created_at: float = 0.0
+    agent: str = ""
+    """``router`` or ``loop`` for an agent turn; ``""`` for a chain turn."""
+    stop_reason: str = ""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """Agent turns: ``{"kind": "route"|"model"|"tool", "name", "detail", "seconds"}`` in order."""
+    choice: dict[str, Any] | None = None
 
     _COLUMNS = (
         "id",
@@ -160,3 +175,62 @@ def _trace(row: TraceRow) -> TurnTrace:
         created_at=row.created_at,
         **{k: v for k, v in data.items() if k in known},
     )
+
+
+def agent_trace(
+    result: AgentResult,
+    *,
+    trace_id: str,
+    session_id: str,
+    user_id: str,
+    question: str,
+    agent: str,
+    language: str = "en",
+    prompt: str = "",
+    prompt_tokens: int = 0,
+    timings: dict[str, float] | None = None,
+) -> TurnTrace:
+    """The ``TurnTrace`` of one agent turn: its steps, tool calls (name, arguments, status,
+    reason, summary, seconds) and per-kind timings. ``timings`` (e.g. ``load``, ``persist``,
+    ``total``) are merged over the ``route``/``tools``/``generate`` sums taken from the steps."""
+    sums: dict[str, float] = {}
+    for step in result.steps:
+        stage = {"route": "route", "tool": "tools"}.get(step.kind, "generate")
+        sums[stage] = sums.get(stage, 0.0) + step.seconds
+    notices = [] if result.stop_reason == "answer" else [f"the agent stopped early: {result.stop_reason}"]
+    return TurnTrace(
+        id=trace_id,
+        session_id=session_id,
+        user_id=user_id,
+        question=question,
+        standalone_question=question,
+        language=language,
+        prompt=prompt,
+        prompt_tokens=prompt_tokens,
+        timings={**sums, **(timings or {})},
+        model_calls=[{"kind": s.kind, "name": s.name, "seconds": s.seconds} for s in result.steps if s.kind != "tool"],
+        tool_calls=[
+            {
+                "name": c.name,
+                "arguments": _jsonable(c.arguments),
+                "status": c.status,
+                "reason": c.reason,
+                "call_id": c.call_id,
+                "summary": c.summary,
+                "seconds": c.seconds,
+                "fatal": c.fatal,
+            }
+            for c in result.tool_calls
+        ],
+        answer=result.text,
+        notices=notices,
+        agent=agent,
+        stop_reason=result.stop_reason,
+        steps=[{"kind": s.kind, "name": s.name, "detail": s.detail, "seconds": s.seconds} for s in result.steps],
+        choice=_jsonable(result.choice) if result.choice is not None else None,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (a model's tool arguments may hold anything)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))

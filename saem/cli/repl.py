@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["Repl", "COMMANDS"]
 
@@ -168,6 +169,7 @@ class Repl:
         except KeyboardInterrupt:
             self.console.print("[yellow]stopped[/] — the session is kept")
             return None
+        self.state.last = result  # its trace_id serves /trace and /prompt
         self.console.print(Markdown(result.text))
         for call in result.tool_calls:
             colour = {"ran": "green", "refused": "yellow", "failed": "red"}.get(call.status, "white")
@@ -240,7 +242,7 @@ class Repl:
         for col in ("n", "source", "heading", "span", "score", "dense", "lexical", "fused", "rerank"):
             table.add_column(col)
         ranks = {str(r.get("chunk_id")): r for r in (trace.retrieved if trace is not None else [])}
-        for s in last.sources:
+        for s in getattr(last, "sources", []):  # an agent answer has none
             r = ranks.get(str(s.chunk_id), {})
             table.add_row(str(s.n), s.source, s.heading or "-", f"{s.start}-{s.end}",
                           f"{s.score:.3f}" if s.score is not None else "-",
@@ -256,7 +258,7 @@ class Repl:
 
     def _budget(self, _args: list[str]) -> None:
         last = self._need_last()
-        if last is None or last.budget is None:
+        if last is None or getattr(last, "budget", None) is None:  # an agent answer has no budget
             return
         b = last.budget
         self.console.print(
@@ -284,6 +286,15 @@ class Repl:
         for stage, seconds in trace.timings.items():
             table.add_row(stage, f"{seconds:.3f}")
         self.console.print(table)
+        steps = getattr(trace, "steps", None)
+        if steps:  # an agent turn: the route choice, model calls and tool calls in order
+            self.console.print(f"agent steps ({trace.agent}, stopped: {trace.stop_reason})")
+            table = Table()
+            for col in ("step", "kind", "name", "detail", "seconds"):
+                table.add_column(col, justify="right" if col in {"step", "seconds"} else "left")
+            for n, step in enumerate(steps, 1):
+                table.add_row(str(n), step["kind"], Text(step["name"]), Text(step["detail"]), f"{step['seconds']:.3f}")
+            self.console.print(table)
 
     def _memory(self, _args: list[str]) -> None:
         rows = self.app.memories(self.state.user_id)
