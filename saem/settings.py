@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     score_threshold: float | None = Field(
         None, description="Abstain when the best cosine is below this (off: no use-m threshold separated them)."
     )
+    abstain_on_missing_terms: bool = Field(
+        True, description="Abstain when the question names something (an acronym, GPT-2, …) no document mentions."
+    )
     mmr: bool = Field(False, description="Diversify results with maximal marginal relevance.")
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only.")
     max_query_chars: int = Field(2000, ge=1, description="Longer queries are cut, with a warning.")

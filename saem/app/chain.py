@@ -16,8 +16,10 @@ Stages (each a named runnable, timed into the turn's trace):
   like a follow-up — pronouns, "and …", one or two words) or ``always``: one model call rewrites the
   question into a standalone one, used for retrieval only. Its prompt shares the system prompt and
   history with the answer prompt, so the KV cache prefix serves both calls.
-* ``retrieve`` — ``k = retrieve_k`` chunks; ``abstained`` (nothing clears the threshold, or no
-  chunk at all) means the answer says the documents do not contain it, **without a model call**.
+* ``retrieve`` — ``k = retrieve_k`` chunks; ``abstained`` (nothing clears the threshold, no
+  chunk at all, or — with ``abstain_on_missing_terms`` — the question names something no chunk
+  mentions, such as "FlashAttention" over notes that never write it) means the answer says the
+  documents do not contain it, **without a model call**.
 * ``context`` — :class:`~saem.app.context.ContextBuilder` (policy and budget report there).
 * ``generate`` — streams the model. The first ~24 letters are held back and checked against the
   expected language; on a mismatch the stream is dropped and the model asked once more with an
@@ -36,7 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from langchain_core.documents import Document
@@ -51,6 +53,7 @@ from saem.app.language import Language, detect_language, language_matches
 from saem.app.prompts import PromptTemplates
 from saem.app.traces import TraceStore, TurnTrace
 from saem.app.types import Answer, BudgetReport
+from saem.errors import ConfigError
 from saem.memory._schema import MemoryDB
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
@@ -81,6 +84,7 @@ class Retrieved:
     abstained: bool
     reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    missing_terms: list[str] = field(default_factory=list)
 
 
 def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
@@ -101,7 +105,8 @@ def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
             return Retrieved([], True, "nothing is ingested in this data dir yet")
         if hasattr(out, "documents") and hasattr(out, "abstained"):
             docs = list(out.documents())
-            return Retrieved(docs, bool(out.abstained) or not docs, out.reason, dict(getattr(out, "timings", {})))
+            return Retrieved(docs, bool(out.abstained) or not docs, out.reason, dict(getattr(out, "timings", {})),
+                             list(getattr(out, "missing_terms", None) or []))  # fmt: skip
         docs = list(out)
         return Retrieved(docs, not docs, None if docs else "no chunk was retrieved")
 
@@ -241,8 +246,12 @@ def _condense(deps: ChainDeps, state: TurnState) -> None:
 def _retrieve(deps: ChainDeps, state: TurnState) -> None:
     if state.reply is not None:
         return
-    state.retrieved = deps.retrieve(state.standalone, int(deps.opt("retrieve_k", 5)))
-    state.timings.update({f"retrieve.{k}": v for k, v in state.retrieved.timings.items()})
+    got = deps.retrieve(state.standalone, int(deps.opt("retrieve_k", 5)))
+    state.timings.update({f"retrieve.{k}": v for k, v in got.timings.items()})
+    if got.missing_terms and not got.abstained and deps.opt("abstain_on_missing_terms", True):
+        quoted = ", ".join(f"'{t}'" for t in got.missing_terms)
+        got = replace(got, abstained=True, reason=f"no document mentions {quoted}")
+    state.retrieved = got
 
 
 def _context(deps: ChainDeps, state: TurnState) -> None:
@@ -337,8 +346,7 @@ def _generate(deps: ChainDeps, state: TurnState) -> Iterator[str | Answer]:
         if state.reply is not None:
             text = state.reply
         else:
-            reason = state.retrieved.reason if state.retrieved else None
-            text = deps.prompts.message("abstain", state.language, reason=reason or "")
+            text = _abstention(deps, state)
         state.timings["ttft"] = time.perf_counter() - state.t0
         yield text
     elif answer_mode(deps) == "extractive":
@@ -382,6 +390,18 @@ def _generate(deps: ChainDeps, state: TurnState) -> Iterator[str | Answer]:
             text = _hybrid_gate(deps, state, text)
         state.timings["generate"] = time.perf_counter() - t_gen
     yield _finish(deps, state, text, tool_calls)
+
+
+def _abstention(deps: ChainDeps, state: TurnState) -> str:
+    """The "not in the documents" answer; it names the missing terms when that was the reason."""
+    got = state.retrieved
+    if got is not None and got.missing_terms and deps.opt("abstain_on_missing_terms", True):
+        terms = ", ".join(f"'{t}'" for t in got.missing_terms)
+        try:
+            return deps.prompts.message("abstain_missing", state.language, terms=terms)
+        except ConfigError:  # a prompts_dir override written before this message existed
+            pass
+    return deps.prompts.message("abstain", state.language, reason=(got.reason if got else None) or "")
 
 
 def answer_mode(deps: ChainDeps) -> str:

@@ -19,9 +19,12 @@ Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
 4. **Rerank** (optional) — the top ``rerank_candidates`` fused hits, passages cut to
    ``rerank_max_chars``, scored in one call; they move ahead of the rest in reranker order.
    If the reranker raises, the fused order is kept and ``result.warnings`` says why.
-5. **Threshold** — when the best cosine (query vs stored chunk embedding) among the top ``k``
+5. **Coverage** — ``result.missing_terms``: name-like terms of the query that no chunk
+   contains (:mod:`saem.retrieval.coverage`). Informational: the hits are kept; the chain
+   abstains on them (setting ``abstain_on_missing_terms``).
+6. **Threshold** — when the best cosine (query vs stored chunk embedding) among the top ``k``
    is below ``score_threshold``, the result is empty with ``abstained=True`` and a reason.
-6. **MMR** (optional) — the ``k`` hits are picked greedily by
+7. **MMR** (optional) — the ``k`` hits are picked greedily by
    ``λ·relevance − (1−λ)·max cosine to the hits already picked``, relevance taken from the
    position r in the final order as ``(rrf_k+1)/(rrf_k+r)`` (so any reranker's scale works).
 
@@ -57,7 +60,7 @@ from sqlalchemy import text as sql_text
 from saem.errors import ConfigError
 from saem.ingest.catalogue import Catalogue, Chunk, Meta, Source, get_meta
 from saem.ingest.index import VectorIndex, normalise, open_index
-from saem.retrieval import lexical
+from saem.retrieval import coverage, lexical
 from saem.retrieval.types import Hit, RetrievalResult
 
 if TYPE_CHECKING:
@@ -283,6 +286,9 @@ class HybridSearcher:
                 t0 = time.perf_counter()
                 lex = lexical.search(s, text, n_cand, max_postings=cfg.lexical_max_postings, stats=self._terms)
                 timings["lexical"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            result.missing_terms = coverage.missing_terms(s, text)
+            timings["coverage"] = time.perf_counter() - t0
             fused = rrf_fuse(
                 {"dense": [c for c, _ in dense], "lexical": [c for c, _ in lex]},
                 {"dense": cfg.dense_weight, "lexical": cfg.lexical_weight},

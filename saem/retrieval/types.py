@@ -81,7 +81,9 @@ class RetrievalResult:
     ``abstained`` is true when nothing cleared the score threshold (or nothing matched at all):
     ``hits`` is then empty and ``reason`` says which. ``warnings`` lists what was degraded but
     did not fail the query (a truncated query, a reranker that raised and was skipped).
-    ``timings`` are seconds per stage.
+    ``timings`` are seconds per stage. ``missing_terms`` are the question's name-like terms
+    that no chunk contains (:mod:`saem.retrieval.coverage`); the hits are still returned, and
+    the answer layer decides whether to abstain.
     """
 
     query: str
@@ -92,6 +94,7 @@ class RetrievalResult:
     timings: dict[str, float] = field(default_factory=dict)
     reranker: str | None = None
     candidates: int = 0
+    missing_terms: list[str] = field(default_factory=list)
 
     def documents(self) -> list[Document]:
         return [h.document() for h in self.hits]

@@ -15,7 +15,7 @@ from saem.app.chain import as_retrieve_fn, looks_like_followup
 from saem.app.engine import ChatEngine
 from saem.app.types import Answer
 from saem.memory.history import SessionForbidden
-from saem.retrieval.types import RetrievalResult
+from saem.retrieval.types import Hit, RetrievalResult
 from saem.testing import HashEmbeddings, ScriptedChatModel
 
 pytestmark = pytest.mark.unit
@@ -246,6 +246,31 @@ def test_history_rendering_is_stable_between_turns(tmp_path: Path) -> None:
     p2: list[BaseMessage] = model.prompts[1]
     p3: list[BaseMessage] = model.prompts[2]
     assert p3[: len(p2) - 1] == p2[:-1]  # system + earlier turns unchanged, byte for byte
+
+
+def test_a_question_naming_what_no_document_mentions_abstains(tmp_path: Path) -> None:
+    hit = Hit(chunk_id=1, text=TOP_P, source="/data/sampling.md", start=0, end=len(TOP_P), heading="", page=None,
+              rank=1, score=0.03, fused_score=0.03, fused_rank=1, cosine=0.6)  # fmt: skip
+
+    def search(q: str, k: int) -> RetrievalResult:
+        return RetrievalResult(query=q, hits=[hit], missing_terms=["FlashAttention"])
+
+    def engine_with(db: str, **opts: Any) -> tuple[ChatEngine, ScriptedChatModel]:
+        model = ScriptedChatModel(script=["Top-p keeps a nucleus [1]."])
+        engine = ChatEngine(SimpleNamespace(**opts), searcher_or_retrieve_fn=SimpleNamespace(search=search),
+                            chat_model=model, memory_db=tmp_path / db, embeddings=HashEmbeddings(64))  # fmt: skip
+        return engine, model
+
+    engine, model = engine_with("a.db")
+    en = engine.ask("How does FlashAttention save memory?", session_id="s")
+    assert en.abstained and "'FlashAttention'" in en.text and "do not mention" in en.text and model.prompts == []
+    assert engine.trace(en.trace_id).retrieval_reason == "no document mentions 'FlashAttention'"  # type: ignore[union-attr]
+    ko = engine.ask("FlashAttention은 메모리를 어떻게 아끼나요?", session_id="s2")
+    assert ko.abstained and ko.language == "ko" and "'FlashAttention'" in ko.text and "문서에" in ko.text
+    # the setting turns it off: the hits are answered from as usual
+    engine, model = engine_with("b.db", abstain_on_missing_terms=False)
+    a = engine.ask("How does FlashAttention save memory?", session_id="s")
+    assert not a.abstained and a.text == "Top-p keeps a nucleus [1]." and len(model.prompts) == 1
 
 
 def test_a_data_dir_without_a_catalogue_abstains(tmp_path: Path) -> None:

@@ -98,6 +98,13 @@ def test_below_the_threshold_nothing_is_returned_with_a_reason(app: Saem) -> Non
     assert not kept.abstained and len(kept.hits) == 3
 
 
+def test_names_no_chunk_mentions_are_reported_and_the_hits_kept(app: Saem) -> None:
+    result = _searcher(app).search("How does FlashAttention compare with FAISS and BPE?", k=3)
+    assert result.missing_terms == ["FlashAttention"] and not result.abstained and len(result.hits) == 3
+    assert "coverage" in result.timings
+    assert _searcher(app).search("FAISS는 무엇을 저장하나요?", k=3).missing_terms == []
+
+
 def test_threshold_uses_the_cosine_of_the_best_hit(app: Saem) -> None:
     best = _searcher(app).search("LoRA trains low-rank matrices", k=3).hits
     top = max(h.cosine for h in best)
