@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file failed.")] = False,
         wait: Annotated[float, typer.Option("--wait", help="Wait up to SECONDS for another ingest.")] = 0.0,
         interval: Annotated[float, typer.Option("--interval", help="Polling interval for --watch.")] = 2.0,
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", "-d", help="Data dir (same as the global --data-dir).")
+        ] = None,
     ) -> None:
         """Ingest files and folders: incremental, crash-safe; a rerun writes only what changed.
 
@@ -52,7 +55,7 @@ def register(app: typer.Typer) -> None:
         try:
             from saem.app.saem import Saem
 
-            app_ = Saem(st.settings())
+            app_ = Saem(st.settings(**({"data_dir": data_dir} if data_dir else {})))
 
             def run_once() -> IngestReport:
                 with ProgressView(enabled=not dry_run) as view:
@@ -79,13 +82,16 @@ def register(app: typer.Typer) -> None:
     def status_command(
         ctx: typer.Context,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", "-d", help="Data dir (same as the global --data-dir).")
+        ] = None,
     ) -> None:
         """Show what the data dir holds: sources, chunks, index vectors, embedder, generation."""
         st = state(ctx)
         try:
             from saem.app.saem import Saem
 
-            settings = st.settings()
+            settings = st.settings(**({"data_dir": data_dir} if data_dir else {}))
             stats = Saem(settings).stats()
         except SaemError as err:
             fail(err, debug=st.debug)

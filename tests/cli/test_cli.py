@@ -82,3 +82,14 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
     assert "Traceback" not in plain.stderr and "cannot read config file" in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_ingest_and_status_take_data_dir_after_the_command_too(tmp_path: Path) -> None:
+    docs, data = tmp_path / "docs", tmp_path / "data"
+    docs.mkdir()
+    (docs / "a.txt").write_text("hello world", encoding="utf-8")
+    plan = invoke("ingest", str(docs), "--data-dir", str(data), "--dry-run")
+    assert plan.exit_code == 0 and "a.txt" in plan.output and "added" in plan.output
+    assert not data.exists()  # a dry run writes nothing, not even the data dir
+    status = invoke("status", "-d", str(data))
+    assert status.exit_code == 0 and str(data) in "".join(status.output.split())  # the title wraps
