@@ -84,8 +84,7 @@ class LlamaCppGenerator:
         message = chat.invoke([("user", prompt)], on_trace=traces.append)
         seconds = time.perf_counter() - started
         tokens = (traces[-1].prompt_tokens, traces[-1].completion_tokens) if traces else (0, 0)
-        # max_tokens can cut a multi-byte character: drop the replacement character it leaves
-        return Generation(str(message.content).strip().rstrip("\ufffd"), seconds, *tokens)
+        return Generation(str(message.content).strip(), seconds, *tokens)
 
 
 def saem_retriever(app: Any) -> Retriever:

@@ -323,7 +323,8 @@ class LlamaEngine:
             generator.close()
             if finish == "length" and len(completion) < budget:
                 finish = "interrupted"
-            text += decoder.decode(b"", final=True) if finish != "stop" else ""
+            # bytes of a character cut off by max_tokens (or an interruption) are dropped, not
+            # shown as U+FFFD: the incremental decoder still holds them, so no final flush
             ended = time.perf_counter()
             trace.completion, trace.completion_tokens, trace.finish_reason = text, len(completion), finish
             trace.prompt_eval_time = first_at - started

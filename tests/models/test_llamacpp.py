@@ -202,6 +202,16 @@ def test_stream_is_token_by_token_and_keeps_multibyte_characters_whole() -> None
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("max_tokens", range(1, 8))
+def test_max_tokens_cutting_a_character_drops_its_bytes(max_tokens: int) -> None:
+    # one fake token per byte; Hangul is 3 bytes: most limits cut a character in two
+    model, _ = fake_model("한국어", max_tokens=max_tokens)
+    whole = "한국어"[: max_tokens // 3]
+    assert model.invoke("hi").content == whole
+    assert _stream_text(model, "hi")[0] == whole
+
+
+@pytest.mark.unit
 def test_prompt_larger_than_context_is_a_model_error() -> None:
     model, _ = fake_model("x", n_ctx=32)
     with pytest.raises(ModelError, match="context holds 32"):
