@@ -30,7 +30,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from saem.ingest.types import ChunkSpec
 
 __all__ = [
     "make_engine",
+    "write_session",
     "Base",
     "Source",
     "Chunk",
@@ -155,6 +156,22 @@ _FTS_DDL = (
 )
 
 
+@contextmanager
+def write_session(engine: Engine, wrap: Callable[[OperationalError], Exception]) -> Iterator[Session]:
+    """One write transaction on ``engine`` (``BEGIN IMMEDIATE`` on saem's SQLite engines): commit
+    on success, roll back on any error; an ``OperationalError`` is raised as ``wrap(err)``."""
+    with Session(engine, expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except OperationalError as err:
+            s.rollback()
+            raise wrap(err) from err
+        except BaseException:
+            s.rollback()
+            raise
+
+
 def make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engine:
     if readonly:
         url = f"sqlite+pysqlite:///file:{db_path}?mode=ro&uri=true"
@@ -238,16 +255,8 @@ class Catalogue:
         """
         if self.readonly:
             raise StorageBusy(f"{self.db_path} is open read-only", path=self.db_path)
-        with Session(self._write_engine, expire_on_commit=False) as s:
-            try:
-                yield s
-                s.commit()
-            except OperationalError as err:
-                s.rollback()
-                raise _wrap(err, self.db_path) from err
-            except BaseException:
-                s.rollback()
-                raise
+        with write_session(self._write_engine, lambda err: _wrap(err, self.db_path)) as s:
+            yield s
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""

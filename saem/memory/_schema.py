@@ -48,7 +48,7 @@ from sqlalchemy.pool import StaticPool
 from saem.errors import IndexCorrupt, StorageBusy
 
 # The catalogue's engine factory (private for now; the lead is asked to make it public).
-from saem.ingest.catalogue import make_engine
+from saem.ingest.catalogue import make_engine, write_session
 
 __all__ = ["MemoryBase", "ChatSession", "ChatMessage", "MemoryRow", "KeyValue", "MemoryDB"]
 
@@ -136,16 +136,8 @@ class MemoryDB:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One short write transaction (``BEGIN IMMEDIATE`` on SQLite): commit, or roll back on error."""
-        with Session(self._write_engine, expire_on_commit=False) as s:
-            try:
-                yield s
-                s.commit()
-            except OperationalError as err:
-                s.rollback()
-                raise _wrap(err, self.url) from err
-            except BaseException:
-                s.rollback()
-                raise
+        with write_session(self._write_engine, lambda err: _wrap(err, self.url)) as s:
+            yield s
 
     def close(self) -> None:
         self.engine.dispose()
