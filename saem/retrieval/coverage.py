@@ -18,9 +18,9 @@ checked with one indexed FTS5 lookup per term. Hangul words are never key terms:
 morphology makes "absent" too easy to get wrong.
 
 Measured on the two development QA sets (eight unanswerable questions among 67): four
-unanswerable questions caught, one answerable question wrongly flagged (it names "T5", which
-its document never mentions). Questions about a named thing the documents do mention ("the
-LoRA learning rate") are not caught: that needs a reader, not a lookup.
+unanswerable questions caught (``KV``, ``Chinchilla``, ``FlashAttention``, ``Q3_K_S``), no
+answerable question flagged. Questions about a named thing the documents do mention ("the
+LoRA learning rate", "BERT's tokenizer") are not caught: that needs a reader, not a lookup.
 """
 
 from __future__ import annotations
