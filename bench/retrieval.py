@@ -1,7 +1,7 @@
 """Benchmark saem's hybrid retrieval against a plain LangChain pipeline; measure latency.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py            # everything (~15-25 min on 2 cores)
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5 baseline, small LLM subset, 1k scale
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5-small, small LLM subset, 1k scale
     .venv/bin/python bench/retrieval.py --latency-only --scale-dir /tmp/bench_latency   # stores kept for reruns
 
 Quality, per QA set (``../shared/eval/seeds_dev_qa.jsonl`` over ``../shared/corpus/seeds/*.txt``;
@@ -12,9 +12,13 @@ the store). Relevance follows ``../shared/eval/README.md`` (the chunk holds an e
 used for the threshold table (best cosine of answerable vs unanswerable questions).
 
 Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only,
-lexical only (FTS5 + Kiwi), hybrid (weighted RRF), hybrid + embedder rerank (use-m re-scoring
-the top ``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
-questions, top 5, passages cut to 300 chars — it is slow); and the LangChain baseline:
+lexical only (FTS5 + Kiwi), hybrid (weighted RRF; cross-lingual queries dense only, see
+``saem.retrieval.hybrid``), hybrid with the fixed lexical weight (``cross_lingual_lexical_weight=
+None``, the rule before it), hybrid + embedder rerank (use-m re-scoring the top
+``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
+questions, top 5, passages cut to 300 chars — it is slow); the same dense / hybrid / fixed-weight
+hybrid over a second store embedded with ``packaged:e5-small`` (not with ``--quick``: it embeds
+a few passages a second); and the LangChain baseline:
 ``RecursiveCharacterTextSplitter(1000, 200)``, ``BM25Retriever`` (rank-bm25), FAISS with MiniLM
 and with e5-small, and ``EnsembleRetriever`` (BM25 + FAISS, weights 0.5/0.5). Both sides read
 the same extracted text (``bench/embedders.read_document``).
@@ -122,13 +126,14 @@ def qa_sets(data: Path) -> list[dict[str, Any]]:
 
 
 def saem_store(work: Path, name: str, docs: list[Path], embed_model: str) -> Any:
+    """``docs`` ingested into ``work/<name>-<embedder>-saem`` (one data dir per embedder)."""
     from saem.app.saem import Saem
 
     folder = work / f"{name}-docs"
     folder.mkdir(parents=True, exist_ok=True)
     for doc in docs:
         shutil.copy(doc, folder / doc.name)
-    app = Saem(data_dir=work / f"{name}-saem", embed_model=embed_model)
+    app = Saem(data_dir=work / f"{name}-{embed_model.split(':')[-1]}-saem", embed_model=embed_model)
     app.ingest(folder)
     return app
 
@@ -152,6 +157,7 @@ def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | 
         "saem dense": (make(lexical_weight=0.0), None),
         "saem lexical": (make(dense_weight=0.0), None),
         "saem hybrid": (make(), None),
+        "saem hybrid, fixed weight": (make(cross_lingual_lexical_weight=None), None),
         "saem hybrid+embedder": (make(EmbedderReranker(app.embedder), rerank_candidates=20), None),
     }
     if llm is not None:
@@ -159,6 +165,20 @@ def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | 
         systems["saem hybrid (LLM subset)"] = (make(), limit)
         systems["saem hybrid+llm (subset)"] = (make(LlmReranker(llm, max_chars=300), rerank_candidates=5), limit)
     return systems
+
+
+def saem_e5_systems(app: Any) -> dict[str, tuple[Any, int | None]]:
+    """The e5-small store's systems (no lexical-only one: BM25 does not use the embedder)."""
+    from saem.retrieval.hybrid import HybridConfig, HybridSearcher
+
+    def make(**cfg: Any) -> Any:
+        return HybridSearcher(app.settings.data_dir, app.embedder, config=HybridConfig(**cfg))
+
+    return {
+        "saem dense, e5-small": (make(lexical_weight=0.0), None),
+        "saem hybrid, e5-small": (make(), None),
+        "saem hybrid, e5-small, fixed weight": (make(cross_lingual_lexical_weight=None), None),
+    }
 
 
 def _texts_of(searcher: Any) -> Search:
@@ -287,7 +307,8 @@ def print_tables(results: dict[str, Any]) -> None:
                 for g in GROUPS
             ]
             lat = r["latency_ms"]
-            chars = res["chunk_chars"]["saem" if name.startswith("saem") else "langchain"]
+            store = "langchain" if not name.startswith("saem") else "saem e5-small" if "e5-small" in name else "saem"
+            chars = res["chunk_chars"][store]
             table.add_row(name, f"{chars:.0f}", *cells, f"{lat['p50']:.0f} / {lat['p95']:.0f}")
         console.print(table)
     th = results.get("threshold")
@@ -309,7 +330,7 @@ def print_tables(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="no e5 baseline, small LLM subset, 1k scale only")
+    parser.add_argument("--quick", action="store_true", help="no e5-small, small LLM subset, 1k scale only")
     parser.add_argument("--no-llm", action="store_true", help="skip the LLM reranker")
     parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
     parser.add_argument("--latency-only", action="store_true", help="only the latency-vs-store-size part")
@@ -369,6 +390,16 @@ def main(argv: list[str] | None = None) -> int:
                         hits = searcher.search(item["question"], k=5).hits
                         best = max((h.cosine for h in hits), default=0.0)
                         (unanswerable_best if item.get("kind") == "unanswerable" else answerable_best).append(best)
+            if not args.quick:
+                e5_app = saem_store(work, qa["name"], qa["docs"], "packaged:e5-small")
+                e5_chunks = chunk_texts(e5_app)
+                entry["chunk_chars"]["saem e5-small"] = sum(map(len, e5_chunks)) / len(e5_chunks)
+                entry["chunks"]["saem e5-small"] = len(e5_chunks)
+                for name, (searcher, _) in saem_e5_systems(e5_app).items():
+                    search = _texts_of(searcher)
+                    search("warm up")
+                    entry["systems"][name] = evaluate(search, items, e5_chunks)
+                    print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
             lc, lc_chunks, lc_chars = langchain_systems(qa["docs"], baseline_embedders)
             entry["chunk_chars"]["langchain"], entry["chunks"]["langchain"] = lc_chars, len(lc_chunks)
             for name, search in lc.items():
@@ -382,15 +413,19 @@ def main(argv: list[str] | None = None) -> int:
             "unanswerable_max": max(unanswerable_best),
             "n_unanswerable": len(unanswerable_best),
         }
+        if not sizes and args.out.is_file():  # no scale part this time: keep the last run's rows
+            previous = json.loads(args.out.read_text(encoding="utf-8"))
+            results.update({key: previous[key] for key in ("scale", "scale_when") if key in previous})
         save(args.out, results)  # quality is kept even if the scale part is cut short
-        questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
-        results["scale"] = []
-
-        def keep(row: dict[str, Any]) -> None:
-            results["scale"].append(row)
-            save(args.out, results)
-
         if sizes:
+            questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
+            results["scale"] = []
+            results["scale_when"] = results["when"]
+
+            def keep(row: dict[str, Any]) -> None:
+                results["scale"].append(row)
+                save(args.out, results)
+
             scale_latency(scale_root, sizes, questions, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)

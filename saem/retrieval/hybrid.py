@@ -13,6 +13,18 @@ Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
    over half the chunks (see :mod:`saem.retrieval.lexical`; None: a plain ``OR`` of all).
 2. **Fusion** — weighted reciprocal rank fusion: ``score(d) = Σ_s w_s / (rrf_k + rank_s(d))``
    (ranks 1-based); ties go to the better single-stage rank, then the lower chunk id.
+   *Cross-lingual queries*: when most of the top 5 dense hits are written in another script
+   than the query (:func:`dominant_script`: the Unicode script of most letters), the query is
+   taken as cross-lingual and fused with ``cross_lingual_lexical_weight`` (default 0: dense
+   only) instead of ``lexical_weight``. Why: BM25 matches surface forms, so for an English
+   question whose nearest chunks are Korean it can match only the names and numbers those
+   chunks borrow, and its list is led by English chunks sharing the question's common words;
+   its vote would push the dense stage's good hits down. A multilingual embedder places the
+   question near chunks of either language, so its top hits say which language the answer is
+   in. Queries whose top dense hits are mostly in their own script (every query over a
+   one-language corpus in that language) keep ``lexical_weight``; so do queries without
+   letters, dense-only and lexical-only search, and every query when the setting is None.
+   Languages sharing a script (English and French) are not told apart.
 3. **Filters** — the ``FaissVectorStore`` syntax over ``Hit.metadata`` keys, ANDed: ``{"k": v}``,
    ``{"k": [v, w]}`` / ``{"k": {"$in": [...]}}``, ``{"k": {"$eq": v}}``, ``{"k": {"$glob": "*.md"}}``
    (case-sensitive; ``*`` also crosses ``/``). An unknown key or operator raises ``ValueError``.
@@ -48,6 +60,8 @@ import logging
 import re
 import threading
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -68,7 +82,15 @@ if TYPE_CHECKING:
 
     from saem.retrieval.rerank import Reranker
 
-__all__ = ["HybridConfig", "HybridSearcher", "rrf_fuse", "mmr_select", "clean_query"]
+__all__ = [
+    "HybridConfig",
+    "HybridSearcher",
+    "rrf_fuse",
+    "mmr_select",
+    "clean_query",
+    "dominant_script",
+    "script_agreement",
+]
 
 logger = logging.getLogger("saem.retrieval")
 
@@ -93,10 +115,13 @@ class HybridConfig:
     mmr_lambda: float = 0.7
     max_query_chars: int = 2000
     lexical_max_postings: int | None = lexical.MAX_POSTINGS
+    cross_lingual_lexical_weight: float | None = 0.0  # None: lexical_weight for every query
 
     def __post_init__(self) -> None:
         if self.rrf_k < 0 or self.candidates < 1 or self.rerank_candidates < 0 or self.max_query_chars < 1:
             raise ConfigError("rrf_k, candidates, rerank_candidates and max_query_chars must be positive")
+        if self.cross_lingual_lexical_weight is not None and self.cross_lingual_lexical_weight < 0:
+            raise ConfigError("cross_lingual_lexical_weight must be >= 0 (or None)", key="cross_lingual_lexical_weight")
         if self.lexical_max_postings is not None and self.lexical_max_postings < 1:
             raise ConfigError("lexical_max_postings must be positive (or None)", key="lexical_max_postings")
         if self.dense_weight < 0 or self.lexical_weight < 0 or self.dense_weight + self.lexical_weight == 0:
@@ -148,6 +173,33 @@ def rrf_fuse(
     return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))
 
 
+_SCRIPT_SAMPLE = 500  # characters of a text looked at to tell its script
+_SCRIPT_WINDOW = 5  # top dense hits whose script tells a cross-lingual query
+_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "FULLWIDTH": "LATIN"}  # Japanese mixes kana and Han
+
+
+def dominant_script(text: str) -> str | None:
+    """The Unicode script of most letters among the first 500 characters of ``text``.
+
+    The first word of the letters' Unicode names (``"HANGUL"``, ``"LATIN"``, ``"CYRILLIC"``,
+    ...; kana count as ``"CJK"``); ties go to the script seen first; None without letters.
+    """
+    counts = Counter(unicodedata.name(ch, "?").split(" ", 1)[0] for ch in text[:_SCRIPT_SAMPLE] if ch.isalpha())
+    merged: Counter[str] = Counter()
+    for name, n in counts.items():  # insertion order = first seen, kept by most_common on ties
+        merged[_SCRIPT_ALIASES.get(name, name)] += n
+    return merged.most_common(1)[0][0] if merged else None
+
+
+def script_agreement(query: str, texts: Sequence[str]) -> float | None:
+    """The share of ``texts`` whose :func:`dominant_script` is the query's; None when the
+    query has no letters or ``texts`` is empty (nothing to compare)."""
+    script = dominant_script(query)
+    if script is None or not texts:
+        return None
+    return sum(dominant_script(t) == script for t in texts) / len(texts)
+
+
 def mmr_select(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[int]:
     """Indices of ``k`` items picked by maximal marginal relevance (first = most relevant).
 
@@ -175,8 +227,8 @@ def mmr_select(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -
 @dataclass
 class _Cand:
     chunk_id: int
-    fused_score: float
-    fused_rank: int
+    fused_score: float = 0.0
+    fused_rank: int = 0
     dense: tuple[int, float] | None = None
     lexical: tuple[int, float] | None = None
     rerank: tuple[int, float] | None = None
@@ -289,18 +341,19 @@ class HybridSearcher:
             t0 = time.perf_counter()
             result.missing_terms = coverage.missing_terms(s, text)
             timings["coverage"] = time.perf_counter() - t0
-            fused = rrf_fuse(
-                {"dense": [c for c, _ in dense], "lexical": [c for c, _ in lex]},
-                {"dense": cfg.dense_weight, "lexical": cfg.lexical_weight},
-                cfg.rrf_k,
-            )
-            cands = [_Cand(cid, score, rank) for rank, (cid, score) in enumerate(fused, 1)]
+            by_id: dict[int, _Cand] = {}
             for attr, hits in (("dense", dense), ("lexical", lex)):
-                pos = {cid: (r, sc) for r, (cid, sc) in enumerate(hits, 1)}
-                for c in cands:
-                    setattr(c, attr, pos.get(c.chunk_id))
-            _load_rows(s, cands)
-        cands = [c for c in cands if c.row is not None]
+                for r, (cid, sc) in enumerate(hits, 1):
+                    setattr(by_id.setdefault(cid, _Cand(cid)), attr, (r, sc))
+            _load_rows(s, list(by_id.values()))
+        weights = {"dense": cfg.dense_weight, "lexical": self._lexical_weight(text, dense, by_id)}
+        fused = rrf_fuse({"dense": [c for c, _ in dense], "lexical": [c for c, _ in lex]}, weights, cfg.rrf_k)
+        cands = []
+        for rank, (cid, score) in enumerate(fused, 1):
+            c = by_id[cid]
+            c.fused_score, c.fused_rank = score, rank
+            if c.row is not None:
+                cands.append(c)
         for c in cands:
             assert c.vector is not None
             c.cosine = float(c.vector @ qvec) if c.vector.shape == qvec.shape else 0.0
@@ -319,6 +372,20 @@ class HybridSearcher:
             cands = _mmr(cands, k, cfg.mmr_lambda, cfg.rrf_k)
         result.hits = [_to_hit(c, rank) for rank, c in enumerate(cands[:k], 1)]
         return result
+
+    def _lexical_weight(self, query: str, dense: list[tuple[int, float]], by_id: Mapping[int, _Cand]) -> float:
+        """``lexical_weight``, or ``cross_lingual_lexical_weight`` for a cross-lingual query
+        (module docstring, stage 2)."""
+        cfg = self.config
+        if cfg.cross_lingual_lexical_weight is None or cfg.lexical_weight == 0 or not dense:
+            return cfg.lexical_weight
+        top = [by_id[cid].row for cid, _ in dense[:_SCRIPT_WINDOW]]
+        agreement = script_agreement(query, [row.text for row in top if row is not None])
+        if agreement is None or agreement >= 0.5:
+            return cfg.lexical_weight
+        logger.debug("cross-lingual query (%.0f%% of the top dense hits in its script): lexical weight %s",
+                     100 * agreement, cfg.cross_lingual_lexical_weight)  # fmt: skip
+        return cfg.cross_lingual_lexical_weight
 
     def _rerank(self, query: str, cands: list[_Cand], result: RetrievalResult) -> list[_Cand]:
         cfg = self.config

@@ -10,7 +10,15 @@ import pytest
 
 from saem.app.saem import Saem
 from saem.errors import ConfigError
-from saem.retrieval.hybrid import HybridConfig, HybridSearcher, clean_query, mmr_select, rrf_fuse
+from saem.retrieval.hybrid import (
+    HybridConfig,
+    HybridSearcher,
+    clean_query,
+    dominant_script,
+    mmr_select,
+    rrf_fuse,
+    script_agreement,
+)
 from saem.retrieval.rerank import EmbedderReranker, Reranker
 from saem.testing import FakeReranker, HashEmbeddings
 
@@ -278,3 +286,83 @@ def test_the_index_reloads_after_an_ingest(tmp_path: Path) -> None:
 def test_another_embedder_is_a_config_error(app: Saem) -> None:
     with pytest.raises(ConfigError, match="was embedded with"):
         HybridSearcher(app.settings.data_dir, HashEmbeddings(32)).search("LoRA")
+
+
+# --- cross-lingual queries: the lexical weight follows the script of the top dense hits -------
+
+
+class AngleEmbeddings(HashEmbeddings):
+    """Each chunk at a fixed angle (by a marker it contains), every query at angle 0: the
+    dense order is the marker order."""
+
+    MARKERS = ("LoRA는", "저랭크", "Top-p", "토크나이저", "양자화")
+
+    def __init__(self) -> None:
+        super().__init__(8)
+        self.model_id = "fake:angles"
+
+    @staticmethod
+    def _at(angle: float) -> list[float]:
+        return [float(np.cos(angle)), float(np.sin(angle))] + [0.0] * 6
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._at(0.1 * next((i + 1 for i, m in enumerate(self.MARKERS) if m in t), 9)) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._at(0.0)
+
+
+SCRIPT_DOCS = {  # dense order a, b, c, d, e; only c is English
+    "a.txt": "LoRA는 저랭크 행렬 두 개만 학습합니다.\n",
+    "b.txt": "저랭크 분해로 학습할 매개변수를 줄입니다.\n",
+    "c.txt": "Top-p sampling: which tokens does the model train on? Not low-rank matrices.\n",
+    "d.txt": "토크나이저는 텍스트를 토큰으로 나눕니다.\n",
+    "e.txt": "양자화는 가중치를 4비트로 줄입니다.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def script_app(tmp_path_factory: pytest.TempPathFactory) -> Saem:
+    return _ingest(tmp_path_factory.mktemp("scripts"), SCRIPT_DOCS, AngleEmbeddings())
+
+
+@pytest.mark.parametrize(("setting", "weight"), [(0.0, 0.0), (0.25, 0.25), (None, 1.0)])
+def test_a_query_whose_top_dense_hits_are_in_another_script_gets_the_cross_lingual_weight(
+    script_app: Saem, setting: float | None, weight: float
+) -> None:
+    # 4 of the top 5 dense hits are Korean, the query English: cross-lingual (None: the old fixed weight)
+    result = _searcher(script_app, cross_lingual_lexical_weight=setting).search("Which matrices does LoRA train?", k=5)
+    by_name = {Path(h.source).name: h for h in result.hits}
+    assert by_name["c.txt"].lexical_rank == 1 and by_name["a.txt"].lexical_rank == 2  # lexical still ran
+    for h in result.hits:
+        assert h.dense_rank is not None
+        expected = 1 / (60 + h.dense_rank) + (weight / (60 + h.lexical_rank) if h.lexical_rank else 0.0)
+        assert h.fused_score == pytest.approx(expected, rel=1e-12)
+    # the English chunk that shares the question's common words passes the Korean chunk the
+    # dense stage ranked second unless the lexical vote is dropped
+    assert list(by_name) == (["a.txt", "b.txt", "c.txt"] if weight == 0 else ["a.txt", "c.txt", "b.txt"]) + [
+        "d.txt",
+        "e.txt",
+    ]
+
+
+def test_a_query_in_the_script_of_its_top_dense_hits_keeps_the_lexical_weight(script_app: Saem) -> None:
+    result = _searcher(script_app, lexical_weight=0.5).search("LoRA는 어떤 행렬을 학습하나요?", k=5)
+    assert any(h.lexical_rank for h in result.hits)
+    for h in result.hits:
+        expected = 1 / (60 + h.dense_rank) + (0.5 / (60 + h.lexical_rank) if h.lexical_rank else 0.0)
+        assert h.fused_score == pytest.approx(expected, rel=1e-12)
+    # no letters, no script: the weight stays too
+    digits = _searcher(script_app).search("4 4", k=5)
+    assert all(h.fused_score > 1 / (60 + h.dense_rank) for h in digits.hits if h.lexical_rank)
+
+
+def test_dominant_script_and_agreement() -> None:
+    assert dominant_script("LoRA는 저랭크 행렬을 학습합니다") == "HANGUL"  # 11 Hangul letters, 4 Latin
+    assert dominant_script("What does 토크나이저 do?") == "LATIN"
+    assert dominant_script("これは漢字です") == "CJK" and dominant_script("Привет, LoRA") == "CYRILLIC"
+    assert dominant_script("3.14 + 2 = ?!") is None and dominant_script("") is None
+    assert script_agreement("Which matrices?", ["한국어 문장", "English text", "또 한국어"]) == pytest.approx(1 / 3)
+    assert script_agreement("42", ["text"]) is None and script_agreement("text", []) is None
+    with pytest.raises(ConfigError):
+        HybridConfig(cross_lingual_lexical_weight=-0.1)
