@@ -13,6 +13,12 @@ evaluate (the rest came from the KV cache of the previous turn's prefix).
 Targets (issue): context building ≤ 5 % of the turn; the fifth turn's time to first token no worse
 than the first's (prefix reuse). Each conversation runs twice per repeat, the second time with its
 first and last questions swapped, so turn 1 and turn 5 are medians over the same questions.
+
+Three modes, one after the other on the same model: ``prefill_next_turn`` on with a ``--pause``
+(default 3 s: a user reading the answer and typing the next question) before every turn, on with
+no pause (the next question arrives the moment the answer is done, so the background prefill
+is interrupted at once), and off (each turn reuses only the prefix its prompt shares with the
+previous turn's).
 """
 
 from __future__ import annotations
@@ -94,56 +100,97 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
 
+MODES = {
+    # name: (prefill_next_turn, pause before each turn in seconds; None = --pause)
+    "prefill, user pauses": (True, None),
+    "prefill, no pause": (True, 0.0),
+    "no prefill": (False, None),
+}
+
+
+def _summarise(
+    rows: dict[str, dict[int, list[dict[str, Any]]]], last_turn: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    turns: dict[str, Any] = {}
+    for lang, by_turn in rows.items():
+        for turn in sorted(by_turn):
+            runs = by_turn[turn]
+            total = _median(runs, "total")
+            entry: dict[str, Any] = {
+                k: round(_median(runs, k), 4)
+                for k in (
+                    "ttft",
+                    "total",
+                    "retrieve",
+                    "rerank",
+                    "context",
+                    "condense",
+                    "generate",
+                    "prompt_tokens",
+                    "cached_tokens",
+                    "completion_tokens",
+                )
+            }
+            entry["share"] = {
+                k: round(_median(runs, k) / total, 4) for k in ("retrieve", "rerank", "context", "generate")
+            }
+            entry["evaluated_tokens"] = entry["prompt_tokens"] - entry["cached_tokens"]
+            entry["runs"] = runs
+            turns.setdefault(lang, {})[str(turn)] = entry
+    checks = {}
+    for lang, by_turn in turns.items():
+        first, last = by_turn["1"], by_turn[str(last_turn)]
+        worst_context = max(t["share"]["context"] for t in by_turn.values())
+        checks[lang] = {
+            "context_share_max": worst_context,
+            "context_target_met": worst_context <= 0.05,
+            "ttft_first": first["ttft"],
+            "ttft_last": last["ttft"],
+            "ttft_target_met": last["ttft"] <= first["ttft"],
+            "evaluated_tokens_first": first["evaluated_tokens"],
+            "evaluated_tokens_last": last["evaluated_tokens"],
+        }
+    return turns, checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each conversation (each in two orders)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument(
+        "--pause", type=float, default=3.0, help="seconds a user takes to read an answer and type the next question"
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of: {', '.join(MODES)}")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {unknown}; pick from {list(MODES)}")
 
     work = Path(tempfile.mkdtemp(prefix="saem-bench-chat-"))
     try:
         docs = work / "docs"
         shutil.copytree(ROOT / "data", docs, ignore=shutil.ignore_patterns("qa.jsonl"))
-        settings = Settings.load(
-            {
-                "data_dir": str(work / "data"),
-                "n_ctx": args.n_ctx,
-                "max_tokens": args.max_tokens,
-                "n_threads": args.threads,
-                "temperature": 0.0,
-            },
-            environ={},
-        )
+        base = {
+            "data_dir": str(work / "data"),
+            "n_ctx": args.n_ctx,
+            "max_tokens": args.max_tokens,
+            "n_threads": args.threads,
+            "temperature": 0.0,
+        }
+        settings = Settings.load(base, environ={})
         embedder = load_embedder(settings)
         report = ingest(settings, [docs], embedder=embedder)
         searcher = HybridSearcher(settings.data_dir, embedder, config=HybridConfig.from_settings(settings))
         model = LlamaCppChatModel.from_settings(settings)
-        engine = ChatEngine(
-            settings,
-            searcher_or_retrieve_fn=searcher,
-            chat_model=model,
-            memory_db=settings.db_path,
-            embeddings=embedder,
-        )
         t = time.perf_counter()
         model.count_tokens([("user", "warm up")])  # loads the GGUF
         embedder.embed_query("warm up")
         searcher.search("warm up", k=1)
         warm = time.perf_counter() - t
-
-        rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
-        for rep in range(args.repeats):
-            for lang, questions in CONVERSATIONS.items():
-                qs = questions[: args.turns]
-                # each conversation also runs with its first and last question swapped, so turn 1 and
-                # the last turn are measured on the same set of questions (only the position differs)
-                for order, seq in enumerate((qs, [qs[-1], *qs[1:-1], qs[0]])):
-                    session = f"{lang}-{rep}-{order}"
-                    for turn, q in enumerate(seq, 1):
-                        rows.setdefault(lang, {}).setdefault(turn, []).append(_turn(engine, q, session))
 
         results: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%d"),
@@ -154,83 +201,60 @@ def main() -> None:
                 "n_threads": args.threads,
                 "retrieve_k": settings.retrieve_k,
                 "repeats": args.repeats,
+                "pause": args.pause,
                 "chat_model": settings.chat_model,
                 "embed_model": settings.embed_model,
                 "rerank": "none",
             },
             "chunks": report.chunks_written,
             "warm_up_seconds": round(warm, 2),
-            "turns": {},
+            "modes": {},
         }
-        header = (
-            "conversation",
-            "turn",
-            "TTFT s",
-            "total s",
-            "retrieval %",
-            "rerank %",
-            "context %",
-            "generation %",
-            "prompt tok",
-            "evaluated tok",
-            "answer tok",
-        )
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for lang, by_turn in rows.items():
-            for turn in sorted(by_turn):
-                runs = by_turn[turn]
-                total = _median(runs, "total")
-                entry: dict[str, Any] = {
-                    k: round(_median(runs, k), 4)
-                    for k in (
-                        "ttft",
-                        "total",
-                        "retrieve",
-                        "rerank",
-                        "context",
-                        "condense",
-                        "generate",
-                        "prompt_tokens",
-                        "cached_tokens",
-                        "completion_tokens",
-                    )
-                }
-                entry["share"] = {
-                    k: round(_median(runs, k) / total, 4) for k in ("retrieve", "rerank", "context", "generate")
-                }
-                entry["evaluated_tokens"] = entry["prompt_tokens"] - entry["cached_tokens"]
-                entry["runs"] = runs
-                results["turns"].setdefault(lang, {})[str(turn)] = entry
-                if turn in (1, args.turns):
-                    s = entry["share"]
-                    print(
-                        f"| {lang} | {turn} | {entry['ttft']:.2f} | {total:.2f} | {100 * s['retrieve']:.1f} | "
-                        f"{100 * s['rerank']:.1f} | {100 * s['context']:.2f} | {100 * s['generate']:.1f} | "
-                        f"{entry['prompt_tokens']:.0f} | {entry['evaluated_tokens']:.0f} | "
-                        f"{entry['completion_tokens']:.0f} |"
-                    )
-        checks = {}
-        for lang, turns in results["turns"].items():
-            first, last = turns["1"], turns[str(args.turns)]
-            worst_context = max(t["share"]["context"] for t in turns.values())
-            checks[lang] = {
-                "context_share_max": worst_context,
-                "context_target_met": worst_context <= 0.05,
-                "ttft_first": first["ttft"],
-                "ttft_last": last["ttft"],
-                "ttft_target_met": last["ttft"] <= first["ttft"],
-                "evaluated_tokens_first": first["evaluated_tokens"],
-                "evaluated_tokens_last": last["evaluated_tokens"],
-            }
-        results["targets"] = checks
-        print()
-        for lang, c in checks.items():
-            print(
-                f"{lang}: context ≤ 5 % of every turn: {c['context_target_met']} "
-                f"(max {100 * c['context_share_max']:.2f} %); turn {args.turns} TTFT {c['ttft_last']:.2f} s "
-                f"vs turn 1 {c['ttft_first']:.2f} s: {c['ttft_target_met']}"
+        header = ("mode", "conversation", "turn", "TTFT s", "total s", "retrieval %", "context %", "generation %",
+                  "prompt tok", "evaluated tok", "answer tok")  # fmt: skip
+        table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for mode in modes:
+            prefill, pause = MODES[mode]
+            pause = args.pause if pause is None else pause
+            engine = ChatEngine(
+                Settings.load({**base, "prefill_next_turn": prefill}, environ={}),
+                searcher_or_retrieve_fn=searcher,
+                chat_model=model,
+                memory_db=settings.db_path,
+                embeddings=embedder,
             )
+            rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
+            for rep in range(args.repeats):
+                for lang, questions in CONVERSATIONS.items():
+                    qs = questions[: args.turns]
+                    # each conversation also runs with its first and last question swapped, so turn 1 and
+                    # the last turn are measured on the same set of questions (only the position differs)
+                    for order, seq in enumerate((qs, [qs[-1], *qs[1:-1], qs[0]])):
+                        session = f"{mode}-{lang}-{rep}-{order}"
+                        for turn, q in enumerate(seq, 1):
+                            time.sleep(pause)
+                            rows.setdefault(lang, {}).setdefault(turn, []).append(_turn(engine, q, session))
+            turns, checks = _summarise(rows, args.turns)
+            results["modes"][mode] = {"prefill_next_turn": prefill, "pause": pause, "turns": turns, "targets": checks}
+            for lang, by_turn in turns.items():
+                for turn in (1, args.turns):
+                    e = by_turn[str(turn)]
+                    s_ = e["share"]
+                    table.append(
+                        f"| {mode} | {lang} | {turn} | {e['ttft']:.2f} | {e['total']:.2f} | "
+                        f"{100 * s_['retrieve']:.1f} | {100 * s_['context']:.2f} | {100 * s_['generate']:.1f} | "
+                        f"{e['prompt_tokens']:.0f} | {e['evaluated_tokens']:.0f} | {e['completion_tokens']:.0f} |"
+                    )
+            print(f"{mode}: done", flush=True)
+        print("\n".join(table))
+        print()
+        for mode, entry in results["modes"].items():
+            for lang, c in entry["targets"].items():
+                print(
+                    f"{mode}, {lang}: context ≤ 5 % of every turn: {c['context_target_met']} "
+                    f"(max {100 * c['context_share_max']:.2f} %); turn {args.turns} TTFT {c['ttft_last']:.2f} s "
+                    f"vs turn 1 {c['ttft_first']:.2f} s: {c['ttft_target_met']}"
+                )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")

@@ -75,8 +75,8 @@ def _raw_run(llama: Any, tokens: list[int], *, cold: bool) -> dict[str, float]:
 
 def _ours_run(model: LlamaCppChatModel, messages: list[Any], recorder: TraceRecorder, *, cold: bool) -> dict[str, Any]:
     if cold:
-        with model.loaded_engine.lock:
-            model.loaded_engine.llama.reset()
+        with model.loaded_engine.hold() as llama:
+            llama.reset()
     started, cpu_started = time.perf_counter(), time.thread_time()
     first = last = started
     cpu_first = cpu_last = cpu_started

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     condense: Literal["auto", "always", "off"] = Field(
         "auto", description="Rewrite follow-ups into standalone questions: auto = only when they look like one."
     )
+    prefill_next_turn: bool = Field(
+        True,
+        description="After an answer, evaluate the next turn's system prompt and history into the KV cache "
+        "while the user reads (background; yields to any model call).",
+    )
     answer_language: Literal["auto", "ko", "en"] = Field(
         "auto", description="Language of answers (auto: the question's)."
     )

@@ -26,6 +26,11 @@ Stages (each a named runnable, timed into the turn's trace):
   explicit reminder; if that answer is still off, it is kept with a notice. Then citations are
   resolved against the numbered sources, the turn is appended to the session history, and the
   trace is written. Yields ``str`` tokens, then the :class:`~saem.app.types.Answer`.
+* after the turn (``prefill_next_turn``, on by default) — when the model can ``prefill``, the
+  next turn's leading messages (system prompt, memories, summary and history including this
+  answer: exactly what the next context build will put first) are evaluated into the KV cache in
+  the background while the user reads, so the next turn evaluates only its documents and
+  question. It yields the model to any call and costs nothing when the next turn comes at once.
 
 If the consumer stops iterating early the turn is not stored. Errors of the model or the
 storage propagate (nothing half-written: history and trace are written after generation).
@@ -192,9 +197,7 @@ def _start(deps: ChainDeps, inp: Any) -> TurnState:
     )
     forced = deps.opt("answer_language", "auto")
     state.language = forced if forced in ("ko", "en") else detect_language(question, default="en") or "en"
-    turns = int(deps.opt("history_turns", 4)) + int(deps.opt("summary_lines", 8))
-    history = SQLiteChatMessageHistory(state.session_id, deps.db, state.user_id)
-    state.history = history.last(2 * turns + 2)
+    state.history = _recent_history(deps, state.session_id, state.user_id)
     decisions = deps.ltm.apply_command(state.user_id, question, source_session=state.session_id)
     if decisions is not None:
         state.reply = _command_reply(deps, state, decisions)
@@ -206,6 +209,12 @@ def _start(deps: ChainDeps, inp: Any) -> TurnState:
     state.standalone = question
     state.timings["load"] = time.perf_counter() - t0
     return state
+
+
+def _recent_history(deps: ChainDeps, session_id: str, user_id: str) -> list[BaseMessage]:
+    """The messages a turn's context may use: recent turns plus those its summary lines fold."""
+    turns = int(deps.opt("history_turns", 4)) + int(deps.opt("summary_lines", 8))
+    return SQLiteChatMessageHistory(session_id, deps.db, user_id).last(2 * turns + 2)
 
 
 def _command_reply(deps: ChainDeps, state: TurnState, decisions: Sequence[Any]) -> str:
@@ -512,7 +521,24 @@ def _finish(deps: ChainDeps, state: TurnState, text: str, tool_calls: list[dict[
             retrieval_reason=retrieved.reason if retrieved else None,
         )
     )
+    if deps.opt("prefill_next_turn", True):
+        _prefill_next_turn(deps, state)
     return answer
+
+
+def _prefill_next_turn(deps: ChainDeps, state: TurnState) -> None:
+    """Start evaluating the next turn's leading messages into the model's KV cache (see above)."""
+    prefill = getattr(deps.model, "prefill", None)
+    if not callable(prefill):
+        return
+    try:
+        history = _recent_history(deps, state.session_id, state.user_id)
+        # the same build the next turn makes, minus its documents and question: the builder's
+        # layout puts them last, in the final user message, which is left out
+        ctx = deps.builder.build(ContextInput("?", state.language, history=history, memories=state.memories))
+        prefill(ctx.messages[:-1])
+    except Exception as err:  # an optimisation only: the answer is already stored
+        logger.warning("could not prefill the next turn: %s", err)
 
 
 def _doc_summary(doc: Document) -> dict[str, Any]:

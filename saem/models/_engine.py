@@ -9,12 +9,19 @@ are exactly what the template produced, and llama-cpp-python's prefix matching r
 cache for any shared prefix (system prompt, earlier turns) of consecutive calls. With
 ``cache="ram"`` a ``LlamaRAMCache`` also keeps states of earlier conversations, for callers
 that alternate between sessions.
+
+``prefill(text)`` evaluates a prompt prefix into the KV cache on a background thread while the
+model is idle (a chat calls it with the next turn's system prompt and history once an answer
+is done), so the next call evaluates only what follows it. A prefill never delays a call: it
+starts only when the lock is free and nobody waits for it, and stops at the next batch
+boundary as soon as a call asks for the lock; what it evaluated by then is reused.
 """
 
 from __future__ import annotations
 
 import atexit
 import codecs
+import contextlib
 import logging
 import threading
 import time
@@ -104,6 +111,8 @@ class LlamaEngine:
         self.lora_path = Path(lora_path) if lora_path is not None else None
         self.lock = threading.Lock()  # guards every use of self._llama (Lock, not RLock: astream hops threads)
         self._load_lock = threading.Lock()
+        self._waiting = 0  # calls waiting for ``lock``: a running prefill yields to them
+        self._waiting_lock = threading.Lock()
         self._llama: Any = llama
         self._owns_llama = llama is None
         self._template: ChatTemplate | None = None
@@ -203,7 +212,7 @@ class LlamaEngine:
         """Free the model (waits for a running call). The next use loads it again."""
         if not self._owns_llama:
             return  # an injected Llama belongs to whoever made it
-        with self._load_lock, self.lock:
+        with self._load_lock, self._claim(), self.lock:
             llama, self._llama, self._template = self._llama, None, None
             if llama is not None:
                 llama.close()
@@ -216,7 +225,7 @@ class LlamaEngine:
 
     @property
     def llama(self) -> Any:
-        """The ``Llama`` object. Hold ``engine.lock`` while you use it."""
+        """The ``Llama`` object. Hold the model (``with engine.hold():``) while you use it."""
         self.load()
         return self._llama
 
@@ -230,8 +239,72 @@ class LlamaEngine:
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt, exactly as ``stream`` would feed them to the model."""
         self.load()
-        with self.lock:
+        with self._claim(), self.lock:
             return self._tokenize_unlocked(text)
+
+    # --- prefill ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _claim(self) -> Iterator[None]:
+        """Mark a caller as waiting for the lock, so a running prefill stops at its next batch."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Any]:
+        """Hold the model for direct use of ``Llama`` (a running prefill yields); gives the ``Llama``."""
+        self.load()
+        with self._claim(), self.lock:
+            yield self._llama
+
+    def prefill(self, prompt: str) -> threading.Thread | None:
+        """Evaluate ``prompt`` (a rendered prefix of a later prompt) into the KV cache, in the
+        background; returns the thread, or None when the model is not loaded yet.
+
+        Best effort and never in the way: skipped when the model is busy, interrupted between
+        batches when a call asks for the model; errors are logged, not raised.
+        """
+        if not self.loaded or not prompt:
+            return None
+        thread = threading.Thread(target=self._prefill, args=(prompt,), name="saem-prefill", daemon=True)
+        thread.start()
+        return thread
+
+    def _prefill(self, prompt: str) -> None:
+        if self._waiting or not self.lock.acquire(blocking=False):
+            return  # a call has or wants the model: its prompt decides what is cached
+        try:
+            if self._llama is not None:
+                self._prefill_locked(prompt)
+        except Exception as err:  # a failed prefill costs only the next call's reuse
+            logger.warning("prefill failed: %s", err)
+        finally:
+            self.lock.release()
+
+    def _prefill_locked(self, prompt: str) -> None:
+        llama = self._llama
+        started = time.perf_counter()
+        # the last token may merge with the text that follows it in the full prompt
+        tokens = self._tokenize_unlocked(prompt)[:-1][: llama.n_ctx() - 1]
+        if getattr(llama, "cache", None) is not None:
+            _restore_from_cache(llama, tokens)
+        done = _common_prefix(llama, tokens)
+        if done == len(tokens):
+            return
+        llama.n_tokens = done
+        llama._requires_eval = True  # the logits in hand belong to a later position
+        for i in range(done, len(tokens), self.n_batch):
+            if self._waiting:
+                break
+            llama.eval(tokens[i : i + self.n_batch])
+        logger.debug(
+            "prefilled %d tokens (%d reused) in %.2fs", int(llama.n_tokens) - done, done, time.perf_counter() - started
+        )
 
     # --- decoding --------------------------------------------------------------------------
 
@@ -256,7 +329,9 @@ class LlamaEngine:
         self.load()
         stop = [s for s in (stop or []) if s]
         waited = time.perf_counter()
-        if not self.lock.acquire(timeout=-1 if timeout is None else timeout):
+        with self._claim():
+            acquired = self.lock.acquire(timeout=-1 if timeout is None else timeout)
+        if not acquired:
             raise TimeoutError(f"the model stayed busy for {timeout}s (another call holds it)")
         try:
             yield from self._stream_locked(prompt, sampling, trace, stop, grammar, time.perf_counter() - waited)
@@ -358,17 +433,23 @@ def _eog_tokens(llama: Any) -> set[int]:
     return {t for t in eog if t is not None and t >= 0}
 
 
+def _common_prefix(llama: Any, tokens: list[int]) -> int:
+    """How many leading ``tokens`` the KV cache already holds."""
+    n_past = int(getattr(llama, "n_tokens", 0))
+    lcp = 0
+    for a, b in zip(llama.input_ids[:n_past], tokens, strict=False):
+        if a != b:
+            break
+        lcp += 1
+    return lcp
+
+
 def _reusable_prefix(llama: Any, tokens: list[int]) -> int:
     """How many prompt tokens ``Llama.generate`` will take from the KV cache (its own rule)."""
     n_past = int(getattr(llama, "n_tokens", 0))
     if n_past == 0:
         return 0
-    past = llama.input_ids[:n_past]
-    lcp = 0
-    for a, b in zip(past, tokens, strict=False):
-        if a != b:
-            break
-        lcp += 1
+    lcp = _common_prefix(llama, tokens)
     if lcp == len(tokens):  # generate() replays one token to refresh the logits
         return lcp - 1 if (n_past != len(tokens) or getattr(llama, "_requires_eval", True)) else lcp
     return lcp

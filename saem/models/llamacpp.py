@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -175,6 +176,20 @@ class LlamaCppChatModel(BaseChatModel):
         template = self._engine.template
         template_messages, native_tools = to_template_messages(lc_messages, template, formatted)
         return template.render(template_messages, tools=native_tools, add_generation_prompt=True)
+
+    def prefill(self, messages: LanguageModelInput) -> threading.Thread | None:
+        """Start evaluating ``messages`` — the leading messages of a later call, such as the next
+        chat turn's system prompt and history — into the KV cache while the model is idle.
+
+        Returns the background thread (None when the model is not loaded yet). Never delays a
+        call: the prefill yields the model to any call that asks for it (see ``LlamaEngine.prefill``).
+        """
+        if not self._engine.loaded:
+            return None
+        lc_messages = self._convert_input(messages).to_messages()
+        template = self._engine.template
+        template_messages, _ = to_template_messages(lc_messages, template, None)
+        return self._engine.prefill(template.render(template_messages, add_generation_prompt=False))
 
     def count_tokens(self, messages: LanguageModelInput, *, tools: Sequence[Any] | None = None) -> int:
         """Prompt tokens for ``messages``, by the model's own tokenizer (what the context holds)."""

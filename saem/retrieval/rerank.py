@@ -185,8 +185,7 @@ class LlmReranker:
             return []
         engine = self._get_engine()
         prompts = [self.render(engine, query, p) for p in passages]
-        with engine.lock:
-            llama = engine.llama
+        with engine.hold() as llama:
             yes, no = self._answer_tokens(llama)
             return [_yes_logprob(llama, engine, prompt, yes, no) for prompt in prompts]
 

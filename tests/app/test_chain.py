@@ -324,3 +324,67 @@ def test_auto_mode_is_hybrid_only_for_the_packaged_model() -> None:
     assert answer_mode(deps(chat_model="packaged:smollm2")) == "hybrid"
     assert answer_mode(deps(chat_model="/models/qwen.gguf")) == "generate"
     assert answer_mode(deps(chat_model="packaged:smollm2", answer_mode="generate")) == "generate"
+
+
+class PrefillingModel(ScriptedChatModel):
+    """A scripted model that records what the chain asks it to prefill."""
+
+    prefilled: list[list[BaseMessage]] = []
+    fail: bool = False
+
+    def prefill(self, messages: list[BaseMessage]) -> None:
+        if self.fail:
+            raise RuntimeError("the model went away")
+        self.prefilled.append(list(messages))
+
+
+def make_prefilling(tmp_path: Path, script: list[Any], **opts: Any) -> tuple[ChatEngine, PrefillingModel]:
+    settings = SimpleNamespace(**{"n_ctx": 4096, "max_tokens": 256, "retrieve_k": 5, **opts})
+    model = PrefillingModel(script=script, prefilled=[])
+    engine = ChatEngine(
+        settings,
+        searcher_or_retrieve_fn=FakeRetriever([doc(1, TOP_P, 0.9), doc(2, LORA, 0.4, "lora.md")]),
+        chat_model=model,
+        memory_db=tmp_path / "saem.db",
+        embeddings=HashEmbeddings(64),
+    )
+    return engine, model
+
+
+QUESTIONS = (
+    "What does top-p sampling do?",
+    "How is temperature applied to logits?",
+    "Which value of p is typical for nucleus sampling?",
+    "What does LoRA train instead of all weights?",
+)
+
+
+@pytest.mark.parametrize("history_turns", [4, 1])
+def test_the_prefill_after_a_turn_is_exactly_the_next_turns_leading_messages(
+    tmp_path: Path, history_turns: int
+) -> None:
+    # with history_turns=1 older turns fold into the system message's summary every turn: the
+    # prefill must follow that too, or the next turn re-evaluates its whole prompt
+    script = [f"Answer {i} is here [1]. It has a second sentence." for i in range(len(QUESTIONS))]
+    engine, model = make_prefilling(tmp_path, script, history_turns=history_turns)
+    for q in QUESTIONS:
+        engine.ask(q, session_id="s")
+    assert len(model.prefilled) == len(QUESTIONS)
+    for turn in range(1, len(QUESTIONS)):
+        prefill, prompt = model.prefilled[turn - 1], model.prompts[turn]
+        assert len(prefill) == len(prompt) - 1  # all but the new user message (documents + question)
+        assert prefill == prompt[:-1]
+        assert prefill[-1].text.startswith(f"Answer {turn - 1} is here")
+
+
+def test_prefill_can_be_turned_off_and_its_failure_loses_nothing(tmp_path: Path) -> None:
+    engine, model = make_prefilling(tmp_path, ["One [1].", "Two [1]."], prefill_next_turn=False)
+    engine.ask("What does top-p sampling do?", session_id="s")
+    assert model.prefilled == []
+
+    engine, model = make_prefilling(tmp_path / "b", ["One [1].", "Two [1]."])
+    model.fail = True
+    first = engine.ask("What does top-p sampling do?", session_id="s")
+    second = engine.ask("How is temperature applied to logits?", session_id="s")
+    assert (first.text, second.text) == ("One [1].", "Two [1].")
+    assert [m.text for m in engine.history("s")][-1] == "Two [1]."

@@ -44,6 +44,8 @@ class FakeLlama:
         self.n_tokens = 0
         self.input_ids: list[int] = []
         self.seed: int | None = None
+        self.eval_delay = 0.0
+        self.evaluating = threading.Event()
 
     def token_bos(self) -> int:
         return -1
@@ -74,6 +76,14 @@ class FakeLlama:
     def detokenize(self, tokens: list[int], special: bool = False) -> bytes:
         names = {v: k.encode() for k, v in SPECIAL.items()}
         return b"".join(names.get(t, b"") if t < 10 else bytes([t - 10]) for t in tokens)
+
+    def eval(self, tokens: list[int]) -> None:
+        """Prefill: extend the 'KV cache' (``eval_delay`` seconds per call, counted in ``evals``)."""
+        self.evals = getattr(self, "evals", 0) + 1
+        self.evaluating.set()
+        time.sleep(self.eval_delay)
+        self.input_ids = self.input_ids[: self.n_tokens] + list(tokens)
+        self.n_tokens = len(self.input_ids)
 
     def generate(self, tokens: list[int], **kwargs: Any) -> Any:
         prompt = self.detokenize(tokens, special=True).decode()
@@ -255,6 +265,47 @@ def test_timeout_when_the_model_stays_busy() -> None:
     assert model.invoke("hi").content == "ok"
 
 
+@pytest.mark.unit
+def test_prefill_fills_the_cache_the_next_call_reuses() -> None:
+    recorder = TraceRecorder()
+    model, llama = fake_model("ok", on_trace=recorder)
+    assert LlamaCppChatModel().prefill([SystemMessage("sys")]) is None  # not loaded: nothing to warm, no load
+    history = [SystemMessage("You answer briefly."), HumanMessage("hi"), AIMessage("hello")]
+    thread = model.prefill(history)
+    assert thread is not None
+    thread.join()
+    prefix = model._engine.tokenize(model._engine.template.render(
+        [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "hi"},
+         {"role": "assistant", "content": "hello"}], add_generation_prompt=False))  # fmt: skip
+    assert llama.n_tokens == len(prefix) - 1 and llama.evals >= 1
+    model.invoke([*history, HumanMessage("and now?")])
+    assert recorder.last is not None and recorder.last.cached_tokens == len(prefix) - 1
+    again = model.prefill(history)
+    assert again is not None
+    again.join()  # already cached: no evaluation at all
+    assert llama.evals == 1
+
+
+@pytest.mark.unit
+def test_prefill_yields_to_a_call_and_skips_a_busy_model() -> None:
+    model, llama = fake_model("ok", timeout=5.0)
+    model._engine.n_batch = 4
+    llama.eval_delay = 0.02
+    long = [SystemMessage("x" * 400), HumanMessage("q"), AIMessage("a")]
+    thread = model.prefill(long)
+    assert thread is not None and llama.evaluating.wait(5)
+    assert model.invoke("hi").content == "ok"  # claims the model: the prefill stops at its next batch
+    thread.join()
+    assert 1 <= llama.evals < 100  # about 105 batches of 4 tokens had it run to the end
+
+    llama.evals, llama.n_tokens, llama.input_ids = 0, 0, []
+    with model._engine.hold():
+        busy = model.prefill(long)
+        assert busy is not None
+        busy.join()
+    assert llama.evals == 0  # the model was in use: nothing prefilled, nothing waited
+
+
 # --- tools -------------------------------------------------------------------------------------
 
 
@@ -398,6 +449,23 @@ def test_prefix_is_reused_across_turns(smol: LlamaCppChatModel) -> None:
     assert turn2.cached_tokens >= once.prompt_tokens  # the whole first prompt came from the KV cache
     assert turn2.evaluated_tokens < 40
     assert turn2.time_to_first_token < once.time_to_first_token
+
+
+@pytest.mark.integration
+def test_a_prefilled_history_is_taken_from_the_kv_cache(smol: LlamaCppChatModel) -> None:
+    recorder = TraceRecorder()
+    smol.invoke([SystemMessage("Something else entirely."), HumanMessage("hi")], max_tokens=2)
+    history = [SystemMessage(SYSTEM), HumanMessage("Name one colour."), AIMessage("Blue.")]
+    thread = smol.prefill(history)
+    assert thread is not None
+    thread.join()
+    smol.invoke([*history, HumanMessage("And another one?")], on_trace=recorder)
+    trace = recorder.last
+    assert trace is not None
+    rendered = smol.render_prompt(history).removesuffix("<|im_start|>assistant\n")  # SmolLM2's ChatML
+    prefix_tokens = len(smol.loaded_engine.tokenize(rendered))
+    assert trace.cached_tokens == prefix_tokens - 1  # all but the last token, held back at the seam
+    assert trace.evaluated_tokens < 25  # only the new question and the generation prompt
 
 
 @pytest.mark.integration
