@@ -3,6 +3,8 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py            # everything (~15-25 min on 2 cores)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5-small, small LLM subset, 1k scale
     .venv/bin/python bench/retrieval.py --latency-only --scale-dir /tmp/bench_latency   # stores kept for reruns
+    .venv/bin/python bench/retrieval.py --no-llm --scale '' --sets data --systems 'saem hybrid,lc faiss' \
+        --store-dir /tmp/bench_stores   # iterate: some sets / systems (to retrieval.partial.json), stores kept
 
 Quality, per QA set (``../shared/eval/seeds_dev_qa.jsonl`` over ``../shared/corpus/seeds/*.txt``;
 ``data/qa.jsonl`` over ``data/`` without ``qa.jsonl``) and per group (ko / en / crosslingual):
@@ -12,7 +14,7 @@ the store). Relevance follows ``../shared/eval/README.md`` (the chunk holds an e
 used for the threshold table (best cosine of answerable vs unanswerable questions).
 
 Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only,
-lexical only (FTS5 + Kiwi), hybrid (weighted RRF; cross-lingual queries dense only, see
+lexical only (FTS5 + Kiwi), hybrid (relative score fusion; cross-lingual queries dense only, see
 ``saem.retrieval.hybrid``), hybrid with the fixed lexical weight (``cross_lingual_lexical_weight=
 None``, the rule before it), hybrid + embedder rerank (use-m re-scoring the top
 ``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
@@ -337,7 +339,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-dir", type=Path, default=None, help="keep the scale stores here, reuse them")
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sets", default=None, help="QA sets to run, comma-separated (seeds-dev,data; default all)")
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help="only systems whose name contains one of these comma-separated strings "
+        "(e.g. 'saem hybrid,lc faiss'); stores no selected system needs are not built",
+    )
+    parser.add_argument(
+        "--store-dir", type=Path, default=None, help="keep the saem stores here and reuse them (ingest is incremental)"
+    )
     args = parser.parse_args(argv)
+    if args.systems is not None or args.sets is not None:
+        partial = args.out == RESULTS
+        if partial:  # a partial run must not overwrite the full results
+            args.out = RESULTS.with_name("retrieval.partial.json")
     if not (SHARED / "eval" / "seeds_dev_qa.jsonl").is_file():
         print(f"error: {SHARED}/eval/seeds_dev_qa.jsonl is missing (the shared corpus)", file=sys.stderr)
         return 2
@@ -367,12 +383,20 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "quality": {},
     }
-    work = Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
+    work = args.store_dir or Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
+    wanted = [w.strip() for w in args.systems.split(",")] if args.systems else None
+
+    def selected(name: str) -> bool:
+        return wanted is None or any(w in name for w in wanted)
+
+    set_names = {s.strip() for s in args.sets.split(",")} if args.sets else None
     scale_root = args.scale_dir or work / "scale"
     answerable_best: list[float] = []
     unanswerable_best: list[float] = []
     try:
         for qa in qa_sets(args.data):
+            if set_names is not None and qa["name"] not in set_names:
+                continue
             items = [i for i in qa["items"] if i.get("evidence") and i.get("kind") != "unanswerable"]
             app = saem_store(work, qa["name"], qa["docs"], "packaged:use-m")
             saem_chunks = chunk_texts(app)
@@ -380,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["chunk_chars"]["saem"] = sum(map(len, saem_chunks)) / len(saem_chunks)
             entry["chunks"]["saem"] = len(saem_chunks)
             for name, (searcher, limit) in saem_systems(app, llm, args.quick).items():
+                if not selected(name) and name != "saem hybrid":
+                    continue
                 subset = items[:limit] if limit else items
                 search = _texts_of(searcher)
                 search("warm up")
@@ -390,29 +416,41 @@ def main(argv: list[str] | None = None) -> int:
                         hits = searcher.search(item["question"], k=5).hits
                         best = max((h.cosine for h in hits), default=0.0)
                         (unanswerable_best if item.get("kind") == "unanswerable" else answerable_best).append(best)
-            if not args.quick:
+            if not args.quick and any(selected(n) for n in ("saem dense, e5-small", "saem hybrid, e5-small")):
                 e5_app = saem_store(work, qa["name"], qa["docs"], "packaged:e5-small")
                 e5_chunks = chunk_texts(e5_app)
                 entry["chunk_chars"]["saem e5-small"] = sum(map(len, e5_chunks)) / len(e5_chunks)
                 entry["chunks"]["saem e5-small"] = len(e5_chunks)
                 for name, (searcher, _) in saem_e5_systems(e5_app).items():
+                    if not selected(name):
+                        continue
                     search = _texts_of(searcher)
                     search("warm up")
                     entry["systems"][name] = evaluate(search, items, e5_chunks)
                     print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
+            lc_names = ["lc bm25"] + [f"lc {kind}-{e}" for e in baseline_embedders for kind in ("faiss", "ensemble")]
+            if not any(selected(n) for n in lc_names):
+                results["quality"][qa["name"]] = entry
+                continue
             lc, lc_chunks, lc_chars = langchain_systems(qa["docs"], baseline_embedders)
             entry["chunk_chars"]["langchain"], entry["chunks"]["langchain"] = lc_chars, len(lc_chunks)
             for name, search in lc.items():
+                if not selected(name):
+                    continue
                 entry["systems"][name] = evaluate(search, items, lc_chunks)
                 print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
             results["quality"][qa["name"]] = entry
         answerable_best.sort()
-        results["threshold"] = {
-            "answerable_min": answerable_best[0],
-            "answerable_median": answerable_best[len(answerable_best) // 2],
-            "unanswerable_max": max(unanswerable_best),
-            "n_unanswerable": len(unanswerable_best),
-        }
+        results["threshold"] = (
+            {}
+            if not unanswerable_best
+            else {
+                "answerable_min": answerable_best[0],
+                "answerable_median": answerable_best[len(answerable_best) // 2],
+                "unanswerable_max": max(unanswerable_best),
+                "n_unanswerable": len(unanswerable_best),
+            }
+        )
         if not sizes and args.out.is_file():  # no scale part this time: keep the last run's rows
             previous = json.loads(args.out.read_text(encoding="utf-8"))
             results.update({key: previous[key] for key in ("scale", "scale_when") if key in previous})
@@ -428,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
 
             scale_latency(scale_root, sizes, questions, keep)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.store_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
     save(args.out, results)
     print_tables(results)
     print(f"wrote {args.out}")

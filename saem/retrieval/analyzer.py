@@ -2,7 +2,10 @@
 
 * Text with Hangul goes through Kiwi (kiwipiepy): content morphemes are kept — nouns, verb and
   adjective stems, roots, numbers, Latin words, Hanja — particles and endings are dropped, so
-  ``토크나이저는`` and ``토크나이저가`` both give ``토크나이저``.
+  ``토크나이저는`` and ``토크나이저가`` both give ``토크나이저``. One-syllable verb, adjective and
+  adverb stems (``있``, ``되``, ``하``, ``보``, ``쓰``, ``더``, ``잘`` ...) are dropped too: they are
+  light or auxiliary verbs and homographs (``쓰`` is both "write" and "use") that match chunks
+  on any topic; measured, dropping them lifts lexical MRR@10 on both Korean QA sets.
 * Text without Hangul is split into lowercase letter/digit runs (no Kiwi call: it is faster and
   gives the same Latin tokens Kiwi would).
 * Fallback: when Kiwi is not installed, or leaves nothing for a text that has Hangul (a query
@@ -31,6 +34,8 @@ _WORD = re.compile(r"[^\W\d_]+|\d+")
 # Kiwi tags whose forms are worth searching for (prefix before any "-R"/"-I" suffix).
 _KEEP_TAGS = frozenset({"NNG", "NNP", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
 _KEEP_PREFIX = ("W_",)  # URLs, e-mails, hashtags, serials
+# Kept tags whose one-syllable Hangul forms are dropped (light verbs, homographs, 더/잘/또).
+_SHORT_DROP_TAGS = frozenset({"VV", "VA", "MAG"})
 
 _lock = threading.Lock()
 _kiwi: Any = None
@@ -77,6 +82,8 @@ def _kiwi_tokens(kiwi: Any, text: str) -> list[str]:
     for tok in kiwi.tokenize(text):
         tag = str(tok.tag)
         base = tag.split("-", 1)[0]
+        if base in _SHORT_DROP_TAGS and len(tok.form) == 1 and has_hangul(tok.form):
+            continue
         if base in _KEEP_TAGS or tag.startswith(_KEEP_PREFIX):
             # a form may hold several runs (e.g. "3.14", a URL): keep letter/digit runs only,
             # so FTS5 splits it the same way at index and query time

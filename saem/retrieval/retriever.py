@@ -28,7 +28,7 @@ _CALL_KWARGS = frozenset({"k", "filters"})
 
 
 class SaemRetriever(BaseRetriever):
-    """Hybrid retrieval (dense + FTS5 → RRF → rerank → threshold) over one saem data dir.
+    """Hybrid retrieval (dense + FTS5 → score fusion → rerank → threshold) over one saem data dir.
 
     ``k`` and ``filters`` set at construction are defaults; both may be given per ``invoke``.
     Raises ``ValueError`` for a blank query or ``k < 1``, ``TypeError`` for other keywords.

@@ -25,8 +25,9 @@ class Hit:
     """One retrieved chunk.
 
     ``score`` is what the final order is by: the reranker's score when the hit was reranked,
-    else the fused (weighted RRF) score. ``cosine`` is the query–chunk cosine from the stored
-    embedding (available for every candidate; the threshold is applied to it).
+    else the fused score (relative score fusion by default, see ``saem.retrieval.hybrid``).
+    ``cosine`` is the query–chunk cosine from the stored embedding (available for every
+    candidate; the threshold is applied to it).
     """
 
     chunk_id: int

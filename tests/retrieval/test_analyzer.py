@@ -24,6 +24,15 @@ def test_particles_and_endings_are_dropped() -> None:
     assert "나누" in analyze("텍스트를 토큰으로 나눕니다")
 
 
+def test_one_syllable_verb_and_adverb_stems_are_dropped() -> None:
+    tokens = analyze("Q4_0으로 양자화하면 가중치 하나당 몇 비트를 쓰게 되나요?")
+    assert "쓰" not in tokens and "되" not in tokens  # light verbs / homographs
+    assert {"양자", "가중", "비트", "몇"} <= set(tokens)  # nouns and numerals of one syllable stay
+    assert "있" not in analyze("결과가 더 잘 나와 있습니다") and "나오" in analyze("결과가 더 잘 나와 있습니다")
+    assert "창" in analyze("컨텍스트 창이 큽니다")  # a one-syllable noun is kept
+    assert analyze("있다")  # a text left with no Hangul token falls back to bigrams
+
+
 def test_latin_words_are_lowercased_the_same_with_or_without_hangul() -> None:
     assert analyze("BERT's WordPiece, GPT-2 & top_p=0.9") == [
         "bert",

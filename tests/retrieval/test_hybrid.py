@@ -16,6 +16,7 @@ from saem.retrieval.hybrid import (
     clean_query,
     dominant_script,
     mmr_select,
+    relative_fuse,
     rrf_fuse,
     script_agreement,
 )
@@ -74,7 +75,9 @@ def test_rrf_exact_values_and_tie_breaks() -> None:
 
 
 def test_hits_carry_stage_ranks_consistent_with_the_fusion_formula(app: Saem) -> None:
-    result = _searcher(app, rrf_k=10, dense_weight=2.0, lexical_weight=0.5).search("LoRA low-rank matrices", k=4)
+    result = _searcher(app, fusion="rrf", rrf_k=10, dense_weight=2.0, lexical_weight=0.5).search(
+        "LoRA low-rank matrices", k=4
+    )
     assert result.hits and not result.abstained
     for hit in result.hits:
         expected = (2.0 / (10 + hit.dense_rank) if hit.dense_rank else 0.0) + (
@@ -84,6 +87,34 @@ def test_hits_carry_stage_ranks_consistent_with_the_fusion_formula(app: Saem) ->
         assert hit.score == hit.fused_score and hit.rerank_rank is None
     assert [h.fused_rank for h in result.hits] == [1, 2, 3, 4]
     assert result.hits[0].source.endswith("lora.md")
+
+
+def test_relative_fusion_exact_values_and_tie_breaks() -> None:
+    dense = [(1, 0.9), (2, 0.7), (3, 0.5)]  # min-max: 1.0, 0.5, 0.0
+    lexical = [(3, 12.0), (1, 4.0)]  # min-max: 1.0, 0.0
+    fused = relative_fuse({"dense": dense, "lexical": lexical}, {"dense": 1.0, "lexical": 1.0})
+    assert fused == [(1, pytest.approx(1.0)), (3, pytest.approx(1.0)), (2, pytest.approx(0.5))]
+    weighted = dict(relative_fuse({"dense": dense, "lexical": lexical}, {"dense": 2.0, "lexical": 0.5}))
+    assert weighted == {1: pytest.approx(2.0), 2: pytest.approx(1.0), 3: pytest.approx(0.5)}
+    # a one-item or all-equal list normalises to 1; an empty one adds nothing
+    assert relative_fuse({"a": [(4, 0.3)], "b": []}, {}) == [(4, 1.0)]
+    assert dict(relative_fuse({"a": [(5, 2.0), (6, 2.0)]}, {})) == {5: 1.0, 6: 1.0}
+    # equal scores: the better single-stage rank wins, then the lower id
+    assert [c for c, _ in relative_fuse({"a": [(7, 1.0), (5, 0.0)], "b": [(5, 1.0), (7, 0.0)]}, {})] == [5, 7]
+    assert [c for c, _ in relative_fuse({"a": [(9, 1.0)], "b": [(4, 3.0)]}, {})] == [4, 9]
+
+
+def test_relative_fusion_is_the_default_and_keeps_score_gaps(app: Saem) -> None:
+    assert HybridConfig().fusion == "relative"
+    with pytest.raises(ConfigError):
+        HybridConfig(fusion="max")
+    result = _searcher(app, dense_weight=2.0, lexical_weight=0.5).search("LoRA low-rank matrices", k=4)
+    assert result.hits and result.hits[0].source.endswith("lora.md")
+    scores = [h.fused_score for h in result.hits]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= sc <= 2.5 + 1e-9 for sc in scores)
+    for h in result.hits:  # the first hit of a stage gets its full weight
+        if h.dense_rank == 1 and h.lexical_rank == 1:
+            assert h.fused_score == pytest.approx(2.5)
 
 
 def test_a_zero_weight_skips_that_stage(app: Saem) -> None:
@@ -331,7 +362,9 @@ def test_a_query_whose_top_dense_hits_are_in_another_script_gets_the_cross_lingu
     script_app: Saem, setting: float | None, weight: float
 ) -> None:
     # 4 of the top 5 dense hits are Korean, the query English: cross-lingual (None: the old fixed weight)
-    result = _searcher(script_app, cross_lingual_lexical_weight=setting).search("Which matrices does LoRA train?", k=5)
+    result = _searcher(script_app, fusion="rrf", cross_lingual_lexical_weight=setting).search(
+        "Which matrices does LoRA train?", k=5
+    )
     by_name = {Path(h.source).name: h for h in result.hits}
     assert by_name["c.txt"].lexical_rank == 1 and by_name["a.txt"].lexical_rank == 2  # lexical still ran
     for h in result.hits:
@@ -347,14 +380,22 @@ def test_a_query_whose_top_dense_hits_are_in_another_script_gets_the_cross_lingu
 
 
 def test_a_query_in_the_script_of_its_top_dense_hits_keeps_the_lexical_weight(script_app: Saem) -> None:
-    result = _searcher(script_app, lexical_weight=0.5).search("LoRA는 어떤 행렬을 학습하나요?", k=5)
+    result = _searcher(script_app, fusion="rrf", lexical_weight=0.5).search("LoRA는 어떤 행렬을 학습하나요?", k=5)
     assert any(h.lexical_rank for h in result.hits)
     for h in result.hits:
         expected = 1 / (60 + h.dense_rank) + (0.5 / (60 + h.lexical_rank) if h.lexical_rank else 0.0)
         assert h.fused_score == pytest.approx(expected, rel=1e-12)
     # no letters, no script: the weight stays too
-    digits = _searcher(script_app).search("4 4", k=5)
+    digits = _searcher(script_app, fusion="rrf").search("4 4", k=5)
     assert all(h.fused_score > 1 / (60 + h.dense_rank) for h in digits.hits if h.lexical_rank)
+
+
+def test_relative_fusion_drops_the_lexical_vote_of_a_cross_lingual_query(script_app: Saem) -> None:
+    result = _searcher(script_app).search("Which matrices does LoRA train?", k=5)
+    assert any(h.lexical_rank for h in result.hits)  # lexical still ran
+    assert [h.dense_rank for h in result.hits] == [1, 2, 3, 4, 5]  # but only the dense order counts
+    fixed = _searcher(script_app, cross_lingual_lexical_weight=None).search("Which matrices does LoRA train?", k=5)
+    assert [h.dense_rank for h in fixed.hits] != [1, 2, 3, 4, 5]
 
 
 def test_dominant_script_and_agreement() -> None:
