@@ -54,6 +54,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict
         "4",
         "--steps",
         "4",
+        "--threads",
+        "2",
     )
     assert result.exit_code == 0, result.output
     (out / "stdout.txt").write_text(result.output, encoding="utf-8")
@@ -73,6 +75,7 @@ def test_quick_eval_writes_the_report_with_all_four_arms(quick_run: dict[str, Pa
     man = data["manifest"]
     assert len(man["model_sha256"]) == 64 and len(man["adapter_sha256"]) == 64
     assert man["index"]["sources"] == 10 and man["sampling"]["temperature"] == 0.0 and man["k"] == 3
+    assert man["sampling"]["n_threads"] == 2  # --threads reaches decoding (and training)
     assert man["leakage"]["ok"] and man["leakage"]["questions"] == 4 and man["adapter_training"]["steps"] == 4
     assert (out / "adapter" / "adapter.gguf").is_file() and (out / "adapter" / "training.jsonl").is_file()
     page = (out / "report.html").read_text(encoding="utf-8")
