@@ -102,9 +102,9 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 
 MODES = {
     # name: (prefill_next_turn, pause before each turn in seconds; None = --pause)
-    "prefill, user pauses": (True, None),
-    "prefill, no pause": (True, 0.0),
-    "no prefill": (False, None),
+    "prefill+pause": (True, None),
+    "prefill+no-pause": (True, 0.0),
+    "no-prefill": (False, None),
 }
 
 
