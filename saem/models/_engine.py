@@ -15,6 +15,11 @@ model is idle (a chat calls it with the next turn's system prompt and history on
 is done), so the next call evaluates only what follows it. A prefill never delays a call: it
 starts only when the lock is free and nobody waits for it, and stops at the next batch
 boundary as soon as a call asks for the lock; what it evaluated by then is reused.
+
+``tokenize`` does not take that lock: llama.cpp tokenizes with the model's vocabulary alone,
+never its context, so counting tokens (the context builder does it many times a turn) runs
+beside a decode or a prefill instead of waiting for its batch or stopping it. llama.cpp's own
+server tokenizes on its HTTP threads while the main loop decodes, for the same reason.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ class LlamaEngine:
         self.lora_path = Path(lora_path) if lora_path is not None else None
         self.lock = threading.Lock()  # guards every use of self._llama (Lock, not RLock: astream hops threads)
         self._load_lock = threading.Lock()
+        self._vocab_lock = threading.Lock()  # keeps close() from freeing the vocabulary mid-tokenize
         self._waiting = 0  # calls waiting for ``lock``: a running prefill yields to them
         self._waiting_lock = threading.Lock()
         self._llama: Any = llama
@@ -212,7 +218,7 @@ class LlamaEngine:
         """Free the model (waits for a running call). The next use loads it again."""
         if not self._owns_llama:
             return  # an injected Llama belongs to whoever made it
-        with self._load_lock, self._claim(), self.lock:
+        with self._load_lock, self._claim(), self.lock, self._vocab_lock:
             llama, self._llama, self._template = self._llama, None, None
             if llama is not None:
                 llama.close()
@@ -237,10 +243,16 @@ class LlamaEngine:
         return list(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
     def tokenize(self, text: str) -> list[int]:
-        """Tokens of a rendered prompt, exactly as ``stream`` would feed them to the model."""
-        self.load()
-        with self._claim(), self.lock:
-            return self._tokenize_unlocked(text)
+        """Tokens of a rendered prompt, exactly as ``stream`` would feed them to the model.
+
+        Does not wait for a running decode or prefill, and does not interrupt one (see the
+        module docstring); only ``close`` excludes it.
+        """
+        while True:  # a close() between load() and the lock frees the model: load it again
+            self.load()
+            with self._vocab_lock:
+                if self._llama is not None:
+                    return self._tokenize_unlocked(text)
 
     # --- prefill ---------------------------------------------------------------------------
 

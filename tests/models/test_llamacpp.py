@@ -306,6 +306,24 @@ def test_prefill_yields_to_a_call_and_skips_a_busy_model() -> None:
     assert llama.evals == 0  # the model was in use: nothing prefilled, nothing waited
 
 
+@pytest.mark.unit
+def test_counting_tokens_neither_waits_for_nor_stops_a_prefill() -> None:
+    # the context builder counts tokens many times a turn; were counting to take the model, each
+    # count would wait for the prefill's batch in progress and then end the prefill
+    model, llama = fake_model("ok")
+    model._engine.n_batch = 4
+    llama.eval_delay = 0.01
+    long = [SystemMessage("x" * 400), HumanMessage("q"), AIMessage("a")]
+    thread = model.prefill(long)
+    assert thread is not None and llama.evaluating.wait(5)
+    counts = [model.get_num_tokens("토큰 수를 셉니다") for _ in range(20)]
+    assert model._engine.lock.locked()  # the prefill was still running while we counted
+    thread.join()
+    assert counts == [len("토큰 수를 셉니다".encode())] * 20
+    rendered = model.render_prompt(long).removesuffix("<|im_start|>assistant\n")
+    assert llama.n_tokens == len(model._engine.tokenize(rendered)) - 1  # it ran to the end
+
+
 # --- tools -------------------------------------------------------------------------------------
 
 
@@ -466,6 +484,29 @@ def test_a_prefilled_history_is_taken_from_the_kv_cache(smol: LlamaCppChatModel)
     prefix_tokens = len(smol.loaded_engine.tokenize(rendered))
     assert trace.cached_tokens == prefix_tokens - 1  # all but the last token, held back at the seam
     assert trace.evaluated_tokens < 25  # only the new question and the generation prompt
+
+
+@pytest.mark.integration
+def test_tokenizing_beside_a_running_prefill_is_exact(smol: LlamaCppChatModel) -> None:
+    # tokenize does not take the model's lock: it must stay exact (and not crash llama.cpp)
+    # while another thread decodes
+    texts = ["서울의 인구는 얼마인가요?", "Temperature scales the logits.", "토큰화는 " * 40]
+    expected = [smol.get_num_tokens(t) for t in texts]
+    history = [SystemMessage("배경 지식: " + "어텐션은 토큰 사이의 관계를 계산합니다. " * 20), HumanMessage("hi")]
+    smol.invoke([SystemMessage("Something else."), HumanMessage("hi")], max_tokens=1)  # clear the cache
+    thread = smol.prefill(history)
+    assert thread is not None
+    counted: list[list[int]] = []
+    while thread.is_alive():
+        counted.append([smol.get_num_tokens(t) for t in texts])
+    thread.join()
+    assert len(counted) > 1  # counted while the prefill ran
+    assert all(row == expected for row in counted)
+    recorder = TraceRecorder()
+    smol.invoke([*history, AIMessage("hello"), HumanMessage("ok?")], max_tokens=1, on_trace=recorder)
+    assert recorder.last is not None
+    rendered = smol.render_prompt(history).removesuffix("<|im_start|>assistant\n")
+    assert recorder.last.cached_tokens >= len(smol.loaded_engine.tokenize(rendered)) - 1  # the prefill completed
 
 
 @pytest.mark.integration
