@@ -80,9 +80,20 @@ class Settings(BaseSettings):
     rerank: Literal["auto", "none", "cross-encoder", "embedder", "llm"] = Field(
         "auto", description="'auto': the cross-encoder when rerank_model is set, else none (measured best offline)."
     )
-    rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant.")
+    fusion: Literal["relative", "rrf"] = Field(
+        "relative",
+        description="How dense and lexical hits merge: 'relative' adds min-max normalised scores "
+        "(measured best), 'rrf' reciprocal rank fusion.",
+    )
+    rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant (fusion = 'rrf', and MMR).")
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of dense search in fusion (0 = off).")
     lexical_weight: float = Field(1.0, ge=0.0, description="Weight of lexical (FTS5) search in fusion (0 = off).")
+    cross_lingual_lexical_weight: float | None = Field(
+        0.0,
+        ge=0.0,
+        description="Lexical weight for a query whose top dense hits are in another script "
+        "(an English question over Korean documents); None: lexical_weight for every query.",
+    )
     retrieve_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per search stage.")
     rerank_candidates: int = Field(20, ge=0, le=1000, description="Fused hits the reranker scores.")
     rerank_max_chars: int = Field(1000, ge=1, description="Passages are cut to this length for reranking.")

@@ -115,3 +115,15 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert data["data_dir"] == str(tmp_path)
     again = Settings(**data)
     assert again.model_dump() == s.model_dump()
+
+
+def test_fusion_settings_reach_the_searchers_config(tmp_path: Path) -> None:
+    from saem.retrieval.hybrid import HybridConfig
+
+    (tmp_path / "saem.toml").write_text('fusion = "rrf"\ncross_lingual_lexical_weight = 0.5\n', encoding="utf-8")
+    s = Settings.load({"data_dir": tmp_path}, environ={})
+    config = HybridConfig.from_settings(s)
+    assert (config.fusion, config.cross_lingual_lexical_weight) == ("rrf", 0.5)
+    assert HybridConfig.from_settings(Settings.load({"data_dir": tmp_path / "x"}, environ={})).fusion == "relative"
+    with pytest.raises(ConfigError, match="fusion"):
+        Settings.load({"data_dir": tmp_path}, environ={"SAEM_FUSION": "max"})
