@@ -13,10 +13,11 @@ the store). Relevance follows ``../shared/eval/README.md`` (the chunk holds an e
 >= 60 % of one as one contiguous piece). Unanswerable items are left out of the metrics and
 used for the threshold table (best cosine of answerable vs unanswerable questions).
 
-Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only,
-lexical only (FTS5 + Kiwi), hybrid (relative score fusion; cross-lingual queries dense only, see
-``saem.retrieval.hybrid``), hybrid with the fixed lexical weight (``cross_lingual_lexical_weight=
-None``, the rule before it), hybrid + embedder rerank (use-m re-scoring the top
+Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only
+(with and without ``neighbour_weight``), lexical only (FTS5 + Kiwi), hybrid (relative score
+fusion; cross-lingual queries dense only, read with their neighbours, see
+``saem.retrieval.hybrid``), hybrid without neighbours, hybrid with the fixed lexical weight
+(``cross_lingual_lexical_weight=None``, the rule before it), hybrid + embedder rerank (use-m re-scoring the top
 ``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
 questions, top 5, passages cut to 300 chars — it is slow); the same dense / hybrid / fixed-weight
 hybrid over a second store embedded with ``packaged:e5-small`` (not with ``--quick``: it embeds
@@ -157,9 +158,11 @@ def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | 
 
     systems: dict[str, tuple[Any, int | None]] = {
         "saem dense": (make(lexical_weight=0.0), None),
+        "saem dense, no neighbours": (make(lexical_weight=0.0, neighbour_weight=0.0), None),
         "saem lexical": (make(dense_weight=0.0), None),
         "saem hybrid": (make(), None),
         "saem hybrid, fixed weight": (make(cross_lingual_lexical_weight=None), None),
+        "saem hybrid, no neighbours": (make(neighbour_weight=0.0), None),
         "saem hybrid+embedder": (make(EmbedderReranker(app.embedder), rerank_candidates=20), None),
     }
     if llm is not None:

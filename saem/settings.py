@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="Lexical weight for a query whose top dense hits are in another script "
         "(an English question over Korean documents); None: lexical_weight for every query.",
     )
+    neighbour_weight: float = Field(
+        0.25,
+        ge=0.0,
+        description="When dense search decides alone (cross-lingual queries), the share of a chunk's "
+        "neighbours' cosine in its score (0 = off).",
+    )
     retrieve_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per search stage.")
     rerank_candidates: int = Field(20, ge=0, le=1000, description="Fused hits the reranker scores.")
     rerank_max_chars: int = Field(1000, ge=1, description="Passages are cut to this length for reranking.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,6 +125,43 @@ def test_a_zero_weight_skips_that_stage(app: Saem) -> None:
     assert lexical_only.hits and all(h.dense_rank is None and h.lexical_rank for h in lexical_only.hits)
     with pytest.raises(ConfigError):
         HybridConfig(dense_weight=0.0, lexical_weight=0.0)
+
+
+LONG_DOC = "\n\n".join(
+    f"## Part {i}\n\n" + " ".join(f"{w}{i}" for w in ("apple", "river", "stone", "cloud", "tiger", "lamp") * 12) + "."
+    for i in range(8)
+)
+
+
+def test_when_dense_search_decides_alone_a_chunk_is_read_with_its_neighbours(tmp_path: Path) -> None:
+    import sqlite3
+
+    app = _ingest(tmp_path, {"long.md": LONG_DOC, **DOCS})
+    with sqlite3.connect(app.settings.db_path) as conn:
+        rows = conn.execute("SELECT id, source_id, ord, embedding FROM chunks").fetchall()
+    assert max(Counter(r[1] for r in rows).values()) > 3  # the long document has inner chunks
+    query = "apple3 river3 stone4 top-p"
+    qvec = np.asarray(app.embedder.embed_query(query), dtype=np.float32)
+    qvec /= np.linalg.norm(qvec)
+    cos = {(src, o): float(np.frombuffer(emb, dtype="<f4") @ qvec) for _, src, o, emb in rows}
+    place = {cid: (src, o) for cid, src, o, _ in rows}
+
+    def expected(cid: int, weight: float) -> float:
+        src, o = place[cid]
+        around = [cos[key] for key in ((src, o - 1), (src, o + 1)) if key in cos]
+        return cos[(src, o)] + weight * (sum(around) / len(around) if around else cos[(src, o)])
+
+    hits = _searcher(app, lexical_weight=0.0, neighbour_weight=0.5).search(query, k=8).hits
+    assert [h.dense_score for h in hits] == pytest.approx([expected(h.chunk_id, 0.5) for h in hits], abs=1e-5)
+    assert [h.dense_score for h in hits] == sorted((h.dense_score for h in hits), reverse=True)
+    assert all(h.cosine == pytest.approx(cos[place[h.chunk_id]], abs=1e-5) for h in hits)  # the threshold's cosine
+    off = _searcher(app, lexical_weight=0.0, neighbour_weight=0.0).search(query, k=8).hits
+    assert [h.dense_score for h in off] == pytest.approx([h.cosine for h in off], abs=1e-5)
+    # with lexical search voting (a same-script query), dense scores stay plain cosines
+    hybrid = _searcher(app, neighbour_weight=0.5).search(query, k=8).hits
+    assert all(h.dense_score == pytest.approx(h.cosine, abs=1e-5) for h in hybrid if h.dense_score is not None)
+    with pytest.raises(ConfigError, match="neighbour_weight"):
+        HybridConfig(neighbour_weight=-0.1)
 
 
 # --- threshold -------------------------------------------------------------------------------
