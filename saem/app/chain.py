@@ -148,6 +148,7 @@ class TurnState:
     history: list[BaseMessage] = field(default_factory=list)
     memories: list[str] = field(default_factory=list)
     reply: str | None = None  # a memory command's fixed reply
+    remembered: list[int] = field(default_factory=list)  # memory ids a command wrote (ADD/UPDATE)
     standalone: str = ""
     retrieved: Retrieved | None = None
     context: BuiltContext | None = None
@@ -201,6 +202,7 @@ def _start(deps: ChainDeps, inp: Any) -> TurnState:
     decisions = deps.ltm.apply_command(state.user_id, question, source_session=state.session_id)
     if decisions is not None:
         state.reply = _command_reply(deps, state, decisions)
+        state.remembered = [d.memory.id for d in decisions if d.action in ("ADD", "UPDATE") and d.memory]
     else:
         recalled = deps.ltm.recall(
             state.user_id, question, k=int(deps.opt("memory_k", 5)), min_score=float(deps.opt("memory_min_score", 0.2))
@@ -482,9 +484,11 @@ def _finish(deps: ChainDeps, state: TurnState, text: str, tool_calls: list[dict[
         standalone_question=state.standalone,
     )
     t = time.perf_counter()
-    SQLiteChatMessageHistory(state.session_id, deps.db, state.user_id).append(
+    turn, _ = SQLiteChatMessageHistory(state.session_id, deps.db, state.user_id).append(
         [HumanMessage(state.question), AIMessage(answer.text, response_metadata={"trace_id": state.trace_id})]
-    )
+    )  # provenance of what this turn remembers: the seq of its stored question
+    if state.remembered:
+        deps.ltm.set_source(state.user_id, state.remembered, source_session=state.session_id, source_turn=turn)
     if deps.opt("memory_extract", False) and state.reply is None:
         try:
             deps.ltm.extract_facts(
@@ -492,6 +496,7 @@ def _finish(deps: ChainDeps, state: TurnState, text: str, tool_calls: list[dict[
                 state.user_id,
                 f"User: {state.question}\nAssistant: {answer.text}",
                 source_session=state.session_id,
+                source_turn=turn,
             )
         except Exception as err:  # a failed extraction must not lose the answer
             logger.warning("memory extraction failed: %s", err)

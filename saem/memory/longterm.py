@@ -121,20 +121,23 @@ def _tokens(text: str) -> set[str]:
 class ThresholdDecider:
     """The deterministic default. With ``best`` the most similar candidate (cosine ``s``):
 
-    1. NOOP if ``s >= noop`` (near-identical wording), or if ``s >= update`` and the new text adds
-       no word the old one lacks (``"User lives in Seoul"`` after ``"The user lives in Seoul"``);
-    2. UPDATE ``best`` if ``s >= update``, the new text adds words (a changed detail: a new date,
-       colour, place), and ``best`` beats the runner-up by ``margin`` (never guess between two rows);
-    3. otherwise ADD.
+    1. ADD if ``s < update``;
+    2. NOOP if the new text adds no word the old one lacks (``"User lives in Seoul"`` after
+       ``"The user lives in Seoul"``, or the same sentence with other punctuation);
+    3. UPDATE ``best`` if it beats the runner-up by ``margin`` (never guess between two rows): a
+       changed detail (a new date, colour, place), or the same fact in new words, which then
+       keeps the newer wording;
+    4. otherwise ADD.
 
     Defaults come from the packaged USE-m embedder: rewordings of one fact score 0.85-0.98; a
-    changed detail anywhere from 0.88 (a birthday's date) down to 0.55 ("I live in Seoul" →
-    "Busan"), which overlaps different facts on one topic ("I like coffee" / "tea": 0.64). So
-    below ``update`` the rule ADDs rather than guess: a duplicate is recoverable, an overwritten
-    fact is not. ``LLMDecider`` (or ``extract_facts``) is what catches the far changes.
+    changed detail anywhere from 0.98 ("제일 좋아하는 색은 파란색" → "진한 파란색") down to 0.55
+    ("I live in Seoul" → "Busan"), which overlaps different facts on one topic ("I like coffee" /
+    "tea": 0.64). So no cosine alone means "the same fact": a near-identical sentence that adds
+    a word updates the row rather than being dropped, and below ``update`` the rule ADDs rather
+    than guess: a duplicate is recoverable, an overwritten or dropped fact is not.
+    ``LLMDecider`` (or ``extract_facts``) is what catches the far changes.
     """
 
-    noop: float = 0.95
     update: float = 0.80
     margin: float = 0.05
 
@@ -143,8 +146,6 @@ class ThresholdDecider:
         if not ranked:
             return Proposal("ADD", reason="no similar memory")
         best, score = ranked[0], ranked[0].score or 0.0
-        if score >= self.noop:
-            return Proposal("NOOP", target=best.id, reason=f"same as memory {best.id} (cosine {score:.2f})")
         if score < self.update:
             return Proposal("ADD", reason=f"nearest memory {best.id} at cosine {score:.2f} < {self.update}")
         if not (_tokens(text) - _tokens(best.text)):
@@ -424,6 +425,21 @@ class LongTermMemory:
         if not removed:
             return [MemoryDecision("NOOP", command.fact, reason="no memory close enough to forget")]
         return [MemoryDecision("DELETE", command.fact, previous=m, reason="asked to forget") for m in removed]
+
+    def set_source(
+        self, user_id: str, ids: Sequence[int], *, source_session: str | None, source_turn: int | None
+    ) -> int:
+        """Record where the user's memories ``ids`` came from (a chat turn stores its question
+        after a "remember …" command has written the fact). Returns the rows changed."""
+        if not ids:
+            return 0
+        with self.db.write() as s:
+            changed = s.execute(
+                update(MemoryRow)
+                .where(MemoryRow.user_id == user_id, MemoryRow.id.in_(list(ids)))
+                .values(source_session=source_session, source_turn=source_turn)
+            )
+        return int(getattr(changed, "rowcount", 0) or 0)
 
     # --- internals -----------------------------------------------------------------------------
 

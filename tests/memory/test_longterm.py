@@ -54,6 +54,8 @@ def cand(id: int, text: str, score: float) -> Memory:
     [
         ("x", [], Proposal("ADD")),
         ("I live in Seoul", [cand(1, "I live in Seoul.", 0.97)], Proposal("NOOP", 1)),
+        # near-identical but with a changed detail: never dropped as a duplicate
+        ("My favourite colour is dark blue", [cand(1, "My favourite colour is blue", 0.98)], Proposal("UPDATE", 1)),
         ("User lives in Seoul", [cand(1, "The user lives in Seoul", 0.90)], Proposal("NOOP", 1)),
         ("My birthday is 6 June", [cand(1, "My birthday is 3 May", 0.88)], Proposal("UPDATE", 1)),
         ("My birthday is 6 June", [cand(1, "My birthday is 3 May", 0.79)], Proposal("ADD")),
