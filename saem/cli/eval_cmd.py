@@ -160,6 +160,18 @@ def _chunk_rows(settings: Any, *, texts: bool = True) -> list[tuple[str, str]]:
         cat.close()
 
 
+def index_sha256(settings: Any) -> str:
+    """A content hash of what the rag arms retrieve from: every chunk's text in source-name and
+    position order, with the embedding model and chunker. Folder paths are left out, so the same
+    documents ingested elsewhere hash the same; any change to a chunk or a model changes it."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{settings.embed_model}\n{settings.chunk_tokens}:{settings.chunk_overlap}\n".encode())
+    for path, text in sorted(_chunk_rows(settings), key=lambda row: Path(row[0]).name):  # stable: by name, then ord
+        digest.update(Path(path).name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
 def train_adapter(
     settings: Any, out: Path, *, qa_train: Path | None, steps: int, rank: int, seed: int
 ) -> dict[str, Any]:
@@ -265,12 +277,12 @@ def _show_summary(result: Any) -> None:
         return "–" if value is None else f"{value:.2f}"
 
     table = Table(title="four-arm comparison, all questions (CIs in the report)", title_justify="left")
-    for name in ("arm", "n", "EM", "F1", "contains", "correct", "abstain", "Recall@k", "p50 s"):
+    for name in ("arm", "n", "EM", "F1", "contains", "correct", "abstain", "Recall@k", "p50 / p95 s"):
         table.add_column(name, justify="left" if name == "arm" else "right")
     for arm in result.arms:
         m = result.arm_metrics(arm)
         table.add_row(arm, str(m.n), num(m.exact_match), num(m.f1), num(m.contains), num(m.correct),
-                      num(m.abstention), num(m.recall_at_k), f"{m.latency_p50:.1f}")  # fmt: skip
+                      num(m.abstention), num(m.recall_at_k), f"{m.latency_p50:.1f} / {m.latency_p95:.1f}")  # fmt: skip
     console.print(table)
     for c in result.comparisons:
         if c.metric == "correct":
@@ -321,9 +333,14 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         ctx: typer.Context,
-        docs: Annotated[Path, typer.Option("--docs", help="Folder of documents (the RAG corpus and LoRA data).")],
-        qa: Annotated[Path, typer.Option("--qa", help="Eval QA set (JSONL, shared/eval/README.md format).")],
-        out: Annotated[Path, typer.Option("--out", help="Report folder to write.")],
+        docs: Annotated[
+            Path, typer.Option("--docs", help="Folder of documents (the RAG corpus and LoRA data).")
+        ] = Path("data"),
+        qa: Annotated[
+            Path | None,
+            typer.Option("--qa", help="Eval QA set (JSONL, shared/eval/README.md format); default DOCS/qa.jsonl."),
+        ] = None,
+        out: Annotated[Path, typer.Option("--out", help="Report folder to write.")] = Path("saem-eval"),
         adapter: Annotated[Path | None, typer.Option("--adapter", help="Adapter folder (else one is trained).")] = None,
         arms: Annotated[str, typer.Option("--arms", help="Comma-separated arms.")] = ",".join(ARMS),
         limit: Annotated[int | None, typer.Option("--limit", min=1, help="Questions (spread over kinds).")] = None,
@@ -342,10 +359,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare base / lora / rag / lora+rag on one GGUF and write report.md, report.html, results.json.
 
-        Example: saem eval --docs data/ --qa data/qa.jsonl --out out/eval --quick
+        Example: saem eval --quick   (data/ and data/qa.jsonl into saem-eval/, a few minutes)
+        Example: saem eval --docs ~/notes --qa ~/notes-qa.jsonl --out out/eval --threads 2
         """
         st = state(ctx)
         try:
+            if qa is None:
+                qa = docs / "qa.jsonl"
+                if not qa.is_file():
+                    raise ConfigError(f"{docs} has no qa.jsonl", hint="give the eval questions with --qa FILE.jsonl")
             _run_eval(
                 st,
                 docs=docs,
@@ -440,7 +462,8 @@ def _run_eval(
         "items": [i["id"] for i in items],
         "docs": str(docs),
         "exclude": list(exclude),
-        "index": app.stats().to_dict() | {"data_dir": str(settings.data_dir), "embed_model": settings.embed_model},
+        "index": app.stats().to_dict()
+        | {"data_dir": str(settings.data_dir), "embed_model": settings.embed_model, "sha256": index_sha256(settings)},
         "arms": chosen,
         "k": k,
         "sampling": generate.sampling,

@@ -38,6 +38,7 @@ __all__ = [
     "BootstrapResult",
     "GroundingScores",
     "McNemarResult",
+    "percentile",
     "RetrievalScores",
     "abstention_scores",
     "answer_scores",
@@ -357,6 +358,16 @@ class BootstrapResult:
     p_value: float
     n: int
     resamples: int
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile (0 < p <= 100): the smallest value with at least
+    ``p`` % of the values at or below it. ``percentile([1, 2, 3, 4], 50) == 2``. Raises
+    ``ValueError`` on no values."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 def paired_bootstrap(

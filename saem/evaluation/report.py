@@ -52,7 +52,7 @@ _COLUMNS = (
     "false abstain",
     "grounded cites",
     "Recall@k",
-    "latency p50 s",
+    "latency p50 / p95 s",
     "out tokens",
 )
 
@@ -101,7 +101,7 @@ def summary_rows(result: EvalResult, group: str = "all") -> list[list[str]]:
                 _num(m.false_abstention, 2),
                 _num(m.grounding, 2),
                 _num(m.recall_at_k, 2),
-                _num(m.latency_p50, 2),
+                f"{m.latency_p50:.2f} / {m.latency_p95:.2f}",
                 _num(m.completion_tokens, 1),
             ]
         )

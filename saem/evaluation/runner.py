@@ -40,6 +40,7 @@ from saem.evaluation.metrics import (
     is_abstention,
     mcnemar_exact,
     paired_bootstrap,
+    percentile,
     retrieval_scores,
 )
 
@@ -304,6 +305,7 @@ class ArmMetrics:
     recall_at_k: float | None
     latency_mean: float
     latency_p50: float
+    latency_p95: float
     completion_tokens: float
     prompt_tokens: float
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -377,7 +379,8 @@ def _arm_metrics(arm: str, group: str, rows: Sequence[Row], seed: int, resamples
         grounding=_mean([float(bool(r.grounded)) for r in cited_rows]) if rag else None,
         cited_rate=_mean([float(bool(r.cited)) for r in ans]) if rag else None,
         recall_at_k=_mean([r.recall for r in ans if r.recall is not None]) if rag else None,
-        latency_mean=sum(seconds) / len(seconds), latency_p50=seconds[len(seconds) // 2],
+        latency_mean=sum(seconds) / len(seconds), latency_p50=percentile(seconds, 50),
+        latency_p95=percentile(seconds, 95),
         completion_tokens=sum(r.completion_tokens for r in rows) / len(rows),
         prompt_tokens=sum(r.prompt_tokens for r in rows) / len(rows), ci=ci,
     )  # fmt: skip

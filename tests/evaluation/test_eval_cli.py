@@ -8,6 +8,7 @@ on how ``saem.cli.main`` wires them. About 3 minutes on 2 cores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -38,25 +39,9 @@ def _invoke(*args: str) -> Any:
 def quick_run(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("eval")
     shutil.copytree(repo_root / "data", root / "data")
-    index, out = root / "index", root / "report"
-    result = _invoke(
-        "--data-dir",
-        str(index),
-        "eval",
-        "--docs",
-        str(root / "data"),
-        "--qa",
-        str(root / "data" / "qa.jsonl"),
-        "--out",
-        str(out),
-        "--quick",
-        "--limit",
-        "4",
-        "--steps",
-        "4",
-        "--threads",
-        "2",
-    )
+    index, out = root / "index", root / "saem-eval"
+    with contextlib.chdir(root):  # as a user runs it in the repo: data/, data/qa.jsonl -> saem-eval/
+        result = _invoke("--data-dir", str(index), "eval", "--quick", "--limit", "4", "--steps", "4", "--threads", "2")
     assert result.exit_code == 0, result.output
     (out / "stdout.txt").write_text(result.output, encoding="utf-8")
     return {"root": root, "index": index, "out": out}
@@ -76,6 +61,9 @@ def test_quick_eval_writes_the_report_with_all_four_arms(quick_run: dict[str, Pa
     assert len(man["model_sha256"]) == 64 and len(man["adapter_sha256"]) == 64
     assert man["index"]["sources"] == 10 and man["sampling"]["temperature"] == 0.0 and man["k"] == 3
     assert man["sampling"]["n_threads"] == 2  # --threads reaches decoding (and training)
+    assert len(man["index"]["sha256"]) == 64 and man["qa_file"].endswith("qa.jsonl")
+    rag_all = next(m for m in data["metrics"] if m["arm"] == "rag" and m["group"] == "all")
+    assert 0 < rag_all["latency_p50"] <= rag_all["latency_p95"]
     assert man["leakage"]["ok"] and man["leakage"]["questions"] == 4 and man["adapter_training"]["steps"] == 4
     assert (out / "adapter" / "adapter.gguf").is_file() and (out / "adapter" / "training.jsonl").is_file()
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -125,3 +113,23 @@ def test_eval_refuses_a_data_dir_that_holds_a_qa_set(quick_run: dict[str, Path])
     assert loose.exit_code == 0, loose.output
     refused = _invoke(*base, "--out", str(root / "strict"))  # default: *.jsonl is no document
     assert refused.exit_code == 1 and "ConfigError" in refused.output and "qa_copy.jsonl" in refused.output
+
+
+def test_lora_train_learns_the_documents_and_the_users_qa_pairs(quick_run: dict[str, Path]) -> None:
+    root = quick_run["root"]
+    train = root / "train.jsonl"
+    pairs = [{"id": "t1", "question": "What is the code name of the saem test run?", "answers": ["Blue Heron"],
+              "evidence": [], "source": None, "lang": "en", "kind": "factual"}]  # fmt: skip
+    train.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    out = root / "trained"
+    result = _invoke("--data-dir", str(quick_run["index"]), "lora", "train", "--docs", str(root / "data"),
+                     "--qa", str(train), "--out", str(out), "--steps", "2", "--threads", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 steps" in result.output and "adapter.gguf" in result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["steps"] == 2 and manifest["material"]["by_kind"]["qa"] == 1
+    assert manifest["material"]["qa_train"] == str(train) and len(manifest["base_sha256"]) == 64
+    lines = [json.loads(line) for line in (out / "training.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {"kind": "qa", "text": pairs[0]["question"], "answer": "Blue Heron"} in lines
+    assert {line["kind"] for line in lines} > {"qa", "chunk"}
+    assert (out / "adapter.gguf").stat().st_size == manifest["gguf"]["bytes"]

@@ -20,6 +20,7 @@ from saem.evaluation.metrics import (
     mean_retrieval_scores,
     normalize_answer,
     paired_bootstrap,
+    percentile,
     retrieval_scores,
     rouge_l,
     token_f1,
@@ -186,6 +187,15 @@ def test_retrieval_scores_refuses_unanswerable_and_mean_skips_it() -> None:
 
 
 # --- paired tests ------------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.0
+    assert percentile([float(i) for i in range(1, 21)], 95) == 19.0
+    assert percentile([float(i) for i in range(1, 21)], 100) == 20.0
+    assert percentile([7.5], 95) == 7.5
+    with pytest.raises(ValueError):
+        percentile([], 50)
 
 
 def test_bootstrap_constant_difference_collapses_to_it() -> None:

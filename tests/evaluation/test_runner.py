@@ -135,7 +135,8 @@ def test_aggregation_per_arm_language_and_kind() -> None:
     assert rag.abstention == 1.0 and base.abstention == 0.0 and base.false_abstention == 1.0
     assert rag.recall_at_k == 1.0 and rag.grounding == 1.0 and rag.cited_rate == 1.0
     assert base.recall_at_k is None and base.grounding is None
-    assert rag.latency_p50 == pytest.approx(0.5) and base.completion_tokens == 3
+    assert rag.latency_p50 == pytest.approx(0.5) and rag.latency_p95 == pytest.approx(0.5)
+    assert base.latency_p50 == pytest.approx(0.1) and base.completion_tokens == 3
     assert result.arm_metrics("lora", "lang=ko").contains == 1.0
     assert result.arm_metrics("lora", "lang=en").contains == 0.0
     assert result.arm_metrics("rag", "kind=unanswerable").correct == 1.0
