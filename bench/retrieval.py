@@ -227,12 +227,12 @@ def save(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def scale_store(root: Path, size: int) -> tuple[Any, float]:
-    """A static-m store of at least ``size`` chunks in ``root/<size>`` (reused when already built)."""
+def scale_store(root: Path, size: int, embed_model: str = "packaged:static-m") -> tuple[Any, float]:
+    """A store of at least ``size`` chunks in ``root/<size>`` (reused when already built)."""
     from saem.app.saem import Saem
 
     files = [(src, p) for src in SCALE_SOURCES if src.is_dir() for p in sorted(src.rglob("*.html"))]
-    app = Saem(data_dir=root / str(size) / "saem", embed_model="packaged:static-m")
+    app = Saem(data_dir=root / str(size) / "saem", embed_model=embed_model)
     docs = root / str(size) / "docs"
     t0 = time.perf_counter()
     pos, copy_no = 0, 0
@@ -254,7 +254,13 @@ def scale_store(root: Path, size: int) -> tuple[Any, float]:
 
 
 def scale_latency(
-    root: Path, sizes: list[int], questions: list[str], report: Callable[[dict[str, Any]], Any], *, k: int = 10
+    root: Path,
+    sizes: list[int],
+    questions: list[str],
+    report: Callable[[dict[str, Any]], Any],
+    *,
+    k: int = 10,
+    embed_model: str = "packaged:static-m",
 ) -> None:
     """One static-m store per size (under ``root``, reused between runs); ``report`` each row.
 
@@ -268,10 +274,10 @@ def scale_latency(
         print("no scale corpus: apt-get install -y gimp-help-ko python3.11-doc", file=sys.stderr)
         return
     for size in sizes:
-        app, build_s = scale_store(root, size)
+        app, build_s = scale_store(root / embed_model.split(":")[-1], size, embed_model)
         n = app.stats().chunks
-        row: dict[str, Any] = {"target": size, "chunks": n, "build_s": build_s, "k": k}
-        for label, reranker in (("hybrid", None), ("hybrid+embedder(static-m)", EmbedderReranker(app.embedder))):
+        row: dict[str, Any] = {"target": size, "chunks": n, "build_s": build_s, "k": k, "embed_model": embed_model}
+        for label, reranker in (("hybrid", None), ("hybrid+embedder", EmbedderReranker(app.embedder))):
             searcher = HybridSearcher(app.settings.data_dir, app.embedder, reranker=reranker, config=HybridConfig())
             searcher.search("warm up 준비", k=k)  # loads Kiwi (once per process, ≈ 2 s) outside the timings
             times: list[float] = []
@@ -291,6 +297,53 @@ def scale_latency(
 
 
 # --- output --------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")), "")  # fmt: skip
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "cpu": cpu or platform.processor(),
+            "memory_gib": round(mem / 2**30), "platform": platform.platform()}  # fmt: skip
+
+
+def markdown_tables(results: dict[str, Any]) -> str:
+    """The README's retrieval tables: every system, every group, every metric, chunk size."""
+    out = []
+    m = results.get("machine", {})
+    out.append(f"Measured {results.get('when', '?')[:10]} on {m.get('cpus', '?')} cores ({m.get('cpu', '?')}), "
+               f"{m.get('memory_gib', '?')} GiB, Python {m.get('python', '?')}.")  # fmt: skip
+    for set_name, res in results.get("quality", {}).items():
+        groups = [g for g in GROUPS if any(g in r for r in res["systems"].values())]
+        counts = {g: next(r[g]["n"] for r in res["systems"].values() if g in r) for g in groups}
+        out.append("")
+        out.append(f"**{set_name}** — R@1 / R@5 / R@10 / MRR@10 / nDCG@10 per group (n questions)")
+        out.append("")
+        names = {g: "cross-lingual" if g == "crosslingual" else g for g in groups}
+        head = ["system", "chunk chars"] + [f"{names[g]} ({counts[g]})" for g in groups]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for name, r in res["systems"].items():
+            store = "langchain" if not name.startswith("saem") else "saem e5-small" if "e5-small" in name else "saem"
+            cells = [" / ".join(f"{r[g][k]:.2f}" for k in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")) if g in r
+                     else "–" for g in groups]  # fmt: skip
+            label = f"**{name}**" if name == "saem hybrid" else name
+            out.append(f"| {label} | {res['chunk_chars'][store]:.0f} | " + " | ".join(cells) + " |")
+    if results.get("scale"):
+        out.append("")
+        out.append("| embedder | chunks | hybrid p50 / p95 ms | hybrid + embedder rerank p50 / p95 ms |")
+        out.append("|---|---|---|---|")
+        for row in results["scale"]:
+            h, e = row["hybrid"], row.get("hybrid+embedder", row.get("hybrid+embedder(static-m)", {}))
+            rerank = f"{e.get('p50_ms', 0):.0f} / {e.get('p95_ms', 0):.0f}"
+            out.append(f"| {row.get('embed_model', 'packaged:static-m')} | {row['chunks']:,} | "
+                       f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f} | {rerank} |")  # fmt: skip
+    return "\n".join(out)
 
 
 def print_tables(results: dict[str, Any]) -> None:
@@ -323,13 +376,14 @@ def print_tables(results: dict[str, Any]) -> None:
                       f"(n={th['n_unanswerable']})")  # fmt: skip
     if results.get("scale"):
         k = results["scale"][0].get("k", 5)
-        table = Table(title=f"retrieve latency (k={k}) vs store size — static-m embedder, p50 / p95 ms")
-        for col in ("chunks", "build s", "hybrid", "hybrid+embedder rerank"):
+        table = Table(title=f"retrieve latency (k={k}) vs store size, p50 / p95 ms")
+        for col in ("embedder", "chunks", "build s", "hybrid", "hybrid+embedder rerank"):
             table.add_column(col, justify="right")
         for row in results["scale"]:
-            h, e = row["hybrid"], row["hybrid+embedder(static-m)"]
-            table.add_row(str(row["chunks"]), f"{row['build_s']:.0f}", f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f}",
-                          f"{e['p50_ms']:.0f} / {e['p95_ms']:.0f}")  # fmt: skip
+            h, e = row["hybrid"], row.get("hybrid+embedder", row.get("hybrid+embedder(static-m)", {}))
+            table.add_row(row.get("embed_model", "packaged:static-m"), str(row["chunks"]), f"{row['build_s']:.0f}",
+                          f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f}",
+                          f"{e.get('p50_ms', 0):.0f} / {e.get('p95_ms', 0):.0f}")  # fmt: skip
         console.print(table)
 
 
@@ -340,6 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
     parser.add_argument("--latency-only", action="store_true", help="only the latency-vs-store-size part")
     parser.add_argument("--scale-dir", type=Path, default=None, help="keep the scale stores here, reuse them")
+    parser.add_argument(
+        "--scale-embedder",
+        default="packaged:static-m",
+        help="embedder of the scale stores (static-m: fast to build; packaged:use-m: the default, 512 dims)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print README tables from the results JSON (--out) and exit"
+    )
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--sets", default=None, help="QA sets to run, comma-separated (seeds-dev,data; default all)")
@@ -353,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         "--store-dir", type=Path, default=None, help="keep the saem stores here and reuse them (ingest is incremental)"
     )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_tables(json.loads(args.out.read_text(encoding="utf-8"))))
+        return 0
     if args.systems is not None or args.sets is not None:
         partial = args.out == RESULTS
         if partial:  # a partial run must not overwrite the full results
@@ -382,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "quick": args.quick,
         "quality": {},
     }
@@ -467,12 +532,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["scale"].append(row)
                 save(args.out, results)
 
-            scale_latency(scale_root, sizes, questions, keep)
+            scale_latency(scale_root, sizes, questions, keep, embed_model=args.scale_embedder)
     finally:
         if args.store_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     save(args.out, results)
     print_tables(results)
+    print(markdown_tables(results))
     print(f"wrote {args.out}")
     return 0
 
@@ -483,12 +549,13 @@ def latency_only(args: argparse.Namespace, sizes: list[int]) -> int:
     results: dict[str, Any] = {"quality": {}}
     if args.out.is_file():
         results = json.loads(args.out.read_text(encoding="utf-8"))
-    results["scale"] = []
+    other = [r for r in results.get("scale", []) if r.get("embed_model", "packaged:static-m") != args.scale_embedder]
+    results["scale"] = other  # rows of other embedders are kept; this embedder's are measured again
     results["scale_when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
     root = args.scale_dir or Path(tempfile.mkdtemp(prefix="saem-bench-latency-"))
     try:
-        scale_latency(root, sizes, questions, results["scale"].append)
+        scale_latency(root, sizes, questions, results["scale"].append, embed_model=args.scale_embedder)
     finally:
         if args.scale_dir is None:
             shutil.rmtree(root, ignore_errors=True)
