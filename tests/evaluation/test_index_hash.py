@@ -1,0 +1,35 @@
+"""``index_sha256``: the eval manifest's content hash of what the rag arms retrieve from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from saem.app.saem import Saem
+from saem.cli.eval_cmd import index_sha256
+from saem.testing import HashEmbeddings
+
+pytestmark = pytest.mark.unit
+
+DOCS = {"a.md": "# A\n\nLoRA trains two small matrices.\n", "b.txt": "토크나이저는 텍스트를 토큰으로 나눕니다.\n"}
+
+
+def _ingested(root: Path, docs: dict[str, str]) -> Saem:
+    (root / "docs").mkdir(parents=True)
+    for name, text in docs.items():
+        (root / "docs" / name).write_text(text, encoding="utf-8")
+    app = Saem(data_dir=root / "data", embedder=HashEmbeddings(32))
+    app.ingest(root / "docs")
+    return app
+
+
+def test_same_documents_anywhere_hash_the_same_and_any_change_shows(tmp_path: Path) -> None:
+    one = _ingested(tmp_path / "one", DOCS)
+    two = _ingested(tmp_path / "elsewhere" / "two", DOCS)
+    assert len(index_sha256(one.settings)) == 64
+    assert index_sha256(one.settings) == index_sha256(two.settings)
+    edited = _ingested(tmp_path / "three", {**DOCS, "b.txt": "토크나이저는 텍스트를 바이트로 나눕니다.\n"})
+    assert index_sha256(edited.settings) != index_sha256(one.settings)
+    other_chunks = one.settings.with_overrides(chunk_tokens=128)
+    assert index_sha256(other_chunks) != index_sha256(one.settings)
