@@ -15,6 +15,7 @@ questions before it runs anything). Also here: the real-model seams of the runne
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -290,13 +291,20 @@ def _show_summary(result: Any) -> None:
 
 
 THREADS_HELP = (
-    "CPU threads for training and decoding (default: the n_threads setting, 1). On an otherwise idle "
-    "machine the core count is faster; beside other work, 1 is."
+    "CPU threads for training and decoding (default: the n_threads setting when you set it, else every "
+    "core this process may use: a batch job on an otherwise idle machine; beside other work, 1 is faster)."
 )
 
 
-def _threads(threads: int | None) -> dict[str, int]:
-    return {"n_threads": threads} if threads else {}
+def _batch_settings(st: Any, out: Path, threads: int | None) -> Any:
+    """Settings for a training or eval run: ``--threads`` wins, then an ``n_threads`` the user set
+    (flag, env or file); the chat default of 1 (best under load) becomes every usable core, since
+    on an idle 2-core machine llama.cpp evaluated prompts 1.75x faster with 2 threads."""
+    settings = st.settings(data_dir=st.data_dir or out / "index", **({"n_threads": threads} if threads else {}))
+    if settings.origin("n_threads") == "default":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        settings = settings.with_overrides(n_threads=max(1, cores))
+    return settings
 
 
 # --- commands -----------------------------------------------------------------------------------------
@@ -324,7 +332,7 @@ def register(app: typer.Typer) -> None:
         """
         st = state(ctx)
         try:
-            settings = st.settings(data_dir=st.data_dir or out / "index", **_threads(threads))
+            settings = _batch_settings(st, out, threads)
             _ingest(settings, docs, [qa] if qa else [], exclude or EXCLUDE)
             train_adapter(settings, out, qa_train=qa, steps=steps, rank=rank, seed=seed)
         except SaemError as err:
@@ -415,7 +423,7 @@ def _run_eval(
     chosen = [a.strip() for a in arms.split(",") if a.strip()]
     if not chosen or any(a not in ARMS for a in chosen):
         raise ConfigError(f"--arms {arms!r}: choose from {','.join(ARMS)}")
-    settings = st.settings(data_dir=st.data_dir or out / "index", **_threads(threads))
+    settings = _batch_settings(st, out, threads)
     items = select_items(load_qa(qa), limit)
     if not items:
         raise ConfigError(f"{qa} holds no questions")

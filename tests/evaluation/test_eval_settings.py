@@ -1,4 +1,4 @@
-"""``index_sha256``: the eval manifest's content hash of what the rag arms retrieve from."""
+"""The eval command's settings: the index content hash in its manifest, and the threads of a batch run."""
 
 from __future__ import annotations
 
@@ -33,3 +33,17 @@ def test_same_documents_anywhere_hash_the_same_and_any_change_shows(tmp_path: Pa
     assert index_sha256(edited.settings) != index_sha256(one.settings)
     other_chunks = one.settings.with_overrides(chunk_tokens=128)
     assert index_sha256(other_chunks) != index_sha256(one.settings)
+
+
+def test_batch_runs_use_every_core_unless_threads_were_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from saem.cli._common import AppState
+    from saem.cli.eval_cmd import _batch_settings
+
+    monkeypatch.delenv("SAEM_N_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert _batch_settings(AppState(data_dir=tmp_path), tmp_path, None).n_threads == cores
+    assert _batch_settings(AppState(data_dir=tmp_path), tmp_path, 3).n_threads == 3
+    monkeypatch.setenv("SAEM_N_THREADS", "1")  # the user's own setting wins over the batch default
+    assert _batch_settings(AppState(data_dir=tmp_path), tmp_path, None).n_threads == 1
