@@ -85,11 +85,15 @@ def looks_like_followup(question: str) -> bool:
 
 @dataclass
 class Retrieved:
+    """What the retrieve stage got. ``warnings``: what retrieval degraded without failing (a
+    truncated query, a reranker that raised and was skipped); they go into the turn's trace."""
+
     documents: list[Document]
     abstained: bool
     reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     missing_terms: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
@@ -111,7 +115,8 @@ def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
         if hasattr(out, "documents") and hasattr(out, "abstained"):
             docs = list(out.documents())
             return Retrieved(docs, bool(out.abstained) or not docs, out.reason, dict(getattr(out, "timings", {})),
-                             list(getattr(out, "missing_terms", None) or []))  # fmt: skip
+                             list(getattr(out, "missing_terms", None) or []),
+                             [str(w) for w in getattr(out, "warnings", None) or []])  # fmt: skip
         docs = list(out)
         return Retrieved(docs, not docs, None if docs else "no chunk was retrieved")
 
@@ -524,6 +529,7 @@ def _finish(deps: ChainDeps, state: TurnState, text: str, tool_calls: list[dict[
             notices=answer.notices,
             memories=answer.memories,
             retrieval_reason=retrieved.reason if retrieved else None,
+            warnings=list(retrieved.warnings) if retrieved else [],
         )
     )
     if deps.opt("prefill_next_turn", True):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from saem.memory.history import SessionInfo
     from saem.memory.longterm import Memory
     from saem.retrieval.hybrid import HybridSearcher
+    from saem.retrieval.types import RetrievalResult
 
 __all__ = ["Saem"]
 
@@ -157,11 +158,26 @@ class Saem:
         with their scores. An empty list means nothing cleared the score threshold (or nothing
         is ingested). Read-only and thread-safe. Raises ``ValueError`` for a blank query,
         ``ConfigError`` when the data dir was embedded by another model, ``ModelError``.
+
+        What the search degraded without failing (a query cut to the length limit, a reranker
+        that raised so the fused order was kept) is only logged here: call :meth:`search` for
+        the same hits with ``warnings``, the abstention ``reason`` and the timings.
         """
-        return self.searcher.search(query, k=k, filters=filters).documents()
+        return self.search(query, k=k, filters=filters).documents()
+
+    def search(self, query: str, k: int = 5, filters: dict[str, Any] | None = None) -> RetrievalResult:
+        """:meth:`retrieve` with everything the search knows: a ``RetrievalResult`` whose ``hits``
+        are the same chunks (``.documents()`` gives the Documents ``retrieve`` returns), plus
+        ``warnings`` (a truncated query, a failed reranker), ``abstained``/``reason``,
+        ``reranker``, ``missing_terms`` and ``timings``. Same errors as ``retrieve``."""
+        return self.searcher.search(query, k=k, filters=filters)
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:
-        """This data dir as a LangChain retriever; ``kwargs``: ``k`` (default ``retrieve_k``), ``filters``."""
+        """This data dir as a LangChain retriever; ``kwargs``: ``k`` (default ``retrieve_k``), ``filters``.
+
+        The retriever returns Documents like :meth:`retrieve`; each search warning reaches the
+        run's callbacks as ``on_text("warning: ...")`` (e.g. ``StdOutCallbackHandler`` prints it).
+        """
         from saem.retrieval.retriever import SaemRetriever
 
         kwargs.setdefault("k", self.settings.retrieve_k)

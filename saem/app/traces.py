@@ -10,7 +10,11 @@ memory tables without creating theirs): id (hex), session, user, created_at, que
 standalone (condensed) question, language, abstained, the fully rendered prompt of the answer
 call, prompt tokens, and JSON columns: budget (tokens per part, drops), timings (seconds per
 stage), retrieved (ids, sources, scores, ranks), model calls (``ChatTrace.summary()`` of every
-LLM call: condense, answer, retry), tool calls, answer, citations, notices.
+LLM call: condense, answer, retry), tool calls, answer, citations, notices, and the retrieval
+stage's warnings (what it degraded without failing: a query cut to the model's limit, a reranker
+that raised and was skipped, so the fused order was kept). Every field of :class:`TurnTrace` that
+is not a column lives in the JSON ``data``; a field missing there (a row written before the field
+existed) reads back as its default, and keys this version does not know are ignored.
 
 Agent turns (``Saem.ask(..., tools=...)``) are traced in the same table: ``agent`` names the
 runner (``router``/``loop``; ``""`` for a chain turn), ``steps`` lists each route choice, model
@@ -92,6 +96,9 @@ class TurnTrace:
     steps: list[dict[str, Any]] = field(default_factory=list)
     """Agent turns: ``{"kind": "route"|"model"|"tool", "name", "detail", "seconds"}`` in order."""
     choice: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What retrieval degraded without failing the turn (``RetrievalResult.warnings``): a query
+    cut to the length limit, a reranker that raised (the fused order was kept). Chain turns only."""
 
     _COLUMNS = (
         "id",

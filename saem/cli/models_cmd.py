@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from saem.cli._common import console, fail, state
@@ -13,6 +14,7 @@ from saem.errors import SaemError
 
 if TYPE_CHECKING:
     from saem.models.check import ModelStatus
+    from saem.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -38,15 +40,14 @@ def models(
     except SaemError as err:
         fail(err, debug=st.debug)
     rows = check_models(settings, load=not no_load)
+    hint = rerank_hint(settings)
     if as_json:
-        typer.echo(json.dumps([_row_json(r) for r in rows], ensure_ascii=False, indent=2))
+        out = [{**_row_json(r), "hint": hint if r.kind == "rerank" else None} for r in rows]
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         raise typer.Exit(0 if all(r.usable for r in rows) else 1)
     print_model_table(rows)
-    if settings.rerank_model.strip().lower() in {"none", "off", ""}:
-        console.print(
-            "[dim]No reranker: set rerank_model to a sentence-transformers CrossEncoder folder "
-            "(e.g. a downloaded bge-reranker-v2-m3) to enable reranking.[/]"
-        )
+    if hint:
+        console.print(f"[dim]{escape(hint)}[/]", highlight=False)
     from saem.cli.repl import _effective_mode
 
     console.print(f"answer mode: {_effective_mode(settings)}", highlight=False)
@@ -56,6 +57,19 @@ def models(
     )
     if not all(r.usable for r in rows):
         raise typer.Exit(1)
+
+
+def rerank_hint(settings: Settings) -> str | None:
+    """How to turn on a cross-encoder when ``rerank_model`` is none (else None); ``saem models``
+    prints it under the table and puts it in the reranker's ``"hint"`` with ``--json``."""
+    if settings.rerank_model.strip().lower() not in {"none", "off", ""}:
+        return None
+    where = settings.data_dir / "saem.toml"
+    return (
+        f'No cross-encoder reranker. To rerank the hits, put rerank_model = "/path/to/cross-encoder" in {where} '
+        "(or set SAEM_RERANK_MODEL): a local sentence-transformers CrossEncoder folder, "
+        "e.g. a downloaded bge-reranker-v2-m3."
+    )
 
 
 def print_model_table(rows: list[ModelStatus]) -> None:

@@ -59,6 +59,12 @@ Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
 
 Queries: ANSI escapes and control characters are removed; a query longer than
 ``max_query_chars`` is cut (with a warning); an empty or blank query raises ``ValueError``.
+When the embedder says how many tokens it reads (``max_seq_length``) and can count them
+(``tokenizer_count``), as saem's sentence-transformers embedders do, a query the embedder would
+not read whole is cut further, to the longest prefix that fits (with a warning), so every stage
+searches what the dense stage saw; ``result.query`` is the text searched. An embedder without a
+limit (the packaged USE) or without a counter keeps ``max_query_chars`` alone. (e5-small reads
+longer texts in 512-token windows instead of truncating them; its queries are cut all the same.)
 Anything else — punctuation, emoji, FTS5 syntax such as ``"``, ``*``, ``NEAR``, ``OR 1=1`` — is
 searched as text and never raises (lexical search quotes every token).
 
@@ -79,7 +85,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +112,7 @@ __all__ = [
     "relative_fuse",
     "mmr_select",
     "clean_query",
+    "fit_tokens",
     "dominant_script",
     "script_agreement",
 ]
@@ -162,10 +169,19 @@ class HybridConfig:
         return cls(**{**values, **overrides})
 
 
-def clean_query(query: str, max_chars: int) -> tuple[str, list[str]]:
+def clean_query(
+    query: str,
+    max_chars: int,
+    *,
+    max_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> tuple[str, list[str]]:
     """``query`` without ANSI escapes / control characters, cut to ``max_chars``; plus warnings.
 
-    Raises ``ValueError`` for a non-string or a query that is blank after cleaning.
+    With ``max_tokens`` and ``count_tokens`` (the embedder's limit and counter), a query still
+    longer than ``max_tokens`` is cut further to the longest prefix that fits (see
+    :func:`fit_tokens`). Raises ``ValueError`` for a non-string or a query that is blank after
+    cleaning.
     """
     if not isinstance(query, str):
         raise ValueError(f"query must be a string, got {type(query).__name__}")
@@ -177,7 +193,50 @@ def clean_query(query: str, max_chars: int) -> tuple[str, list[str]]:
         warnings.append(f"the query was {len(text)} characters; only the first {max_chars} were searched")
         logger.warning(warnings[-1])
         text = text[:max_chars]
+    if max_tokens is not None and count_tokens is not None:
+        text, more = fit_tokens(text, max_tokens, count_tokens)
+        warnings.extend(more)
     return text, warnings
+
+
+def fit_tokens(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> tuple[str, list[str]]:
+    """``text``, or its longest prefix of at most ``max_tokens`` tokens by ``count_tokens``; plus a warning.
+
+    A binary search on the number of characters (about log2(len) counts; one when it fits). At
+    least one character is kept, so the query never becomes blank.
+    """
+    n = count_tokens(text)
+    if n <= max_tokens:
+        return text, []
+    lo, hi = 1, len(text)  # text[:hi] does not fit; text[:lo] is kept even when it does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_tokens(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid
+    cut = text[:lo].rstrip() or text[:lo]
+    warning = (
+        f"the query was {n} tokens and the embedder reads {max_tokens}; "
+        f"only the first {len(cut)} of its {len(text)} characters were searched"
+    )
+    logger.warning(warning)
+    return cut, [warning]
+
+
+def _fit_embedder(text: str, embedder: Any) -> tuple[str, list[str]]:
+    """:func:`fit_tokens` with the embedder's ``max_seq_length`` and ``tokenizer_count``; ``text``
+    unchanged when it lacks either, or they fail (a model that cannot load fails in
+    ``embed_query`` next, with its own error; a counter that cannot count costs only the cut)."""
+    try:
+        limit = getattr(embedder, "max_seq_length", None)
+        count = getattr(embedder, "tokenizer_count", None)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or not callable(count):
+            return text, []
+        return fit_tokens(text, limit, count)
+    except Exception as err:
+        logger.debug("cannot fit the query to the embedder's token limit: %s", err)
+        return text, []
 
 
 def rrf_fuse(
@@ -366,6 +425,10 @@ class HybridSearcher:
         if state is None:
             return _abstain(result, "nothing is ingested in this data dir yet")
         cat, index = state
+        text, more = _fit_embedder(text, self.embedder)  # after _state: it may load the model
+        if more:
+            result.query = text
+            result.warnings.extend(more)
         n_cand = max(cfg.candidates, k) * (4 if filters else 1)
 
         t0 = time.perf_counter()

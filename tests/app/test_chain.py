@@ -388,3 +388,40 @@ def test_prefill_can_be_turned_off_and_its_failure_loses_nothing(tmp_path: Path)
     second = engine.ask("How is temperature applied to logits?", session_id="s")
     assert (first.text, second.text) == ("One [1].", "Two [1].")
     assert [m.text for m in engine.history("s")][-1] == "Two [1]."
+
+
+def test_a_reranker_failure_is_answered_around_and_its_warning_kept_in_the_trace(tmp_path: Path) -> None:
+    import json
+
+    from saem.app.saem import Saem
+    from saem.app.traces import TraceRow
+    from saem.retrieval.hybrid import HybridSearcher
+
+    class Exploding:
+        model_id = "fake:exploding"
+
+        def rerank(self, query: str, passages: Any) -> list[float]:
+            raise RuntimeError("CUDA out of memory")
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "sampling.md").write_text(f"# Sampling\n\n{TOP_P}\n", encoding="utf-8")
+    (docs / "lora.md").write_text(f"# LoRA\n\n{LORA}\n", encoding="utf-8")
+    Saem(data_dir=tmp_path / "data", embedder=HashEmbeddings(64)).ingest(docs)
+    searcher = HybridSearcher(tmp_path / "data", HashEmbeddings(64), reranker=Exploding())
+    model = ScriptedChatModel(script=["Top-p keeps the smallest set of tokens [1]."])
+    engine = ChatEngine(SimpleNamespace(), searcher_or_retrieve_fn=searcher, chat_model=model,
+                        memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(64))  # fmt: skip
+    a = engine.ask("What does top-p sampling keep?", session_id="s")
+    assert not a.abstained and a.text == "Top-p keeps the smallest set of tokens [1]." and len(model.prompts) == 1
+    t = engine.trace(a.trace_id)
+    assert t is not None and t.retrieved and all(r["rerank_rank"] is None for r in t.retrieved)
+    assert len(t.warnings) == 1 and "fake:exploding failed" in t.warnings[0]
+    assert "CUDA out of memory" in t.warnings[0] and "kept the fused order" in t.warnings[0]
+    # a row written before traces had warnings reads back with none
+    with engine.db.write() as s:
+        old = json.loads(s.get(TraceRow, a.trace_id).data)  # type: ignore[union-attr]
+        del old["warnings"]
+        s.get(TraceRow, a.trace_id).data = json.dumps(old)  # type: ignore[union-attr]
+    again = engine.trace(a.trace_id)
+    assert again is not None and again.warnings == [] and again.answer == a.text

@@ -16,13 +16,14 @@ from saem.retrieval.hybrid import (
     HybridSearcher,
     clean_query,
     dominant_script,
+    fit_tokens,
     mmr_select,
     relative_fuse,
     rrf_fuse,
     script_agreement,
 )
 from saem.retrieval.rerank import EmbedderReranker, Reranker
-from saem.testing import FakeReranker, HashEmbeddings
+from saem.testing import FakeReranker, HashEmbeddings, features
 
 pytestmark = pytest.mark.unit
 
@@ -313,6 +314,69 @@ def test_odd_queries_never_crash(app: Saem, query: str) -> None:
 
 def test_ansi_escapes_are_stripped_before_searching() -> None:
     assert clean_query("\x1b[1mLoRA\x1b[0m\x07 rank", 100) == ("LoRA  rank", [])
+
+
+class LimitedEmbeddings(HashEmbeddings):
+    """The fake embedder, reading at most ``max_seq_length`` tokens (one per feature) and
+    counting how often it was asked to count."""
+
+    def __init__(self, max_seq_length: int | None) -> None:
+        super().__init__(64)  # the same model_id as the app's data dir
+        self.max_seq_length = max_seq_length
+        self.counted = 0
+
+    def tokenizer_count(self, text: str) -> int:
+        self.counted += 1
+        return super().tokenizer_count(text)
+
+
+def test_fit_tokens_keeps_the_longest_prefix_that_fits() -> None:
+    words = " ".join(f"w{i}" for i in range(100))  # 100 features
+    cut, warnings = fit_tokens(words, 10, lambda t: len(features(t)))
+    assert cut == " ".join(f"w{i}" for i in range(10)) and len(warnings) == 1
+    assert "100 tokens and the embedder reads 10" in warnings[0]
+    assert f"first {len(cut)} of its {len(words)} characters" in warnings[0]
+    assert fit_tokens("short query", 10, lambda t: len(features(t))) == ("short query", [])
+    assert fit_tokens("abc", 0, len)[0] == "a"  # never blank, whatever the limit
+    assert clean_query("x " * 50, 20, max_tokens=3, count_tokens=lambda t: len(t.split())) == (
+        "x x x",
+        ["the query was 99 characters; only the first 20 were searched",
+         "the query was 10 tokens and the embedder reads 3; only the first 5 of its 20 characters were searched"],
+    )  # fmt: skip
+
+
+def test_a_query_longer_than_the_embedders_limit_is_cut_to_fit_with_a_warning(app: Saem) -> None:
+    emb = LimitedEmbeddings(8)
+    result = HybridSearcher(app.settings.data_dir, emb).search("LoRA rank matrices " * 40, k=2)
+    assert len(features(result.query)) == 8 and result.query == "LoRA rank matrices LoRA rank matrices LoRA rank"
+    assert any("120 tokens and the embedder reads 8" in w for w in result.warnings)
+    assert len(result.hits) == 2 and emb.counted <= 12  # a binary search, not a scan
+    # a 100k-character query: cut to max_query_chars first, then to the embedder's limit
+    huge = HybridSearcher(app.settings.data_dir, LimitedEmbeddings(8)).search("LoRA rank " * 10_000, k=2)
+    assert len(features(huge.query)) == 8 and len(huge.warnings) == 2
+    assert "only the first 2000 were searched" in huge.warnings[0] and "embedder reads 8" in huge.warnings[1]
+
+
+def test_a_query_within_the_limit_or_an_embedder_without_one_is_not_cut(app: Saem) -> None:
+    emb = LimitedEmbeddings(8)
+    result = HybridSearcher(app.settings.data_dir, emb).search("LoRA rank matrices", k=2)
+    assert result.query == "LoRA rank matrices" and result.warnings == [] and emb.counted == 1
+    unlimited = LimitedEmbeddings(None)
+    long = HybridSearcher(app.settings.data_dir, unlimited).search("LoRA rank " * 100, k=2)
+    assert len(long.query) == 999 and long.warnings == [] and unlimited.counted == 0  # no limit: nothing counted
+
+    class Broken(HashEmbeddings):
+        @property
+        def max_seq_length(self) -> int:
+            raise RuntimeError("cannot load")
+
+    class CannotCount(LimitedEmbeddings):
+        def tokenizer_count(self, text: str) -> int:
+            raise RuntimeError("no tokenizer to count with")
+
+    for emb in (Broken(64), CannotCount(8)):  # the query is searched as it is
+        result = HybridSearcher(app.settings.data_dir, emb).search("LoRA rank " * 100, k=2)
+        assert result.warnings == [] and len(result.query) == 999 and len(result.hits) == 2
 
 
 # --- filters, metadata, reload, mismatch ----------------------------------------------------

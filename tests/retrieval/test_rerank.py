@@ -96,6 +96,31 @@ def test_a_tuned_cross_encoder_ranks_relevant_passages_first(tuned_cross_encoder
     assert reranker.rerank("anything", []) == []
 
 
+def test_saem_with_a_cross_encoder_folder_reranks_through_retrieve(tuned_cross_encoder: Path, tmp_path: Path) -> None:
+    """``rerank_model`` = a CrossEncoder folder: ``Saem.retrieve`` hits come in the cross-encoder's
+    order, with its ranks and scores (the embedder is the fake one: only the reranker is real)."""
+    from saem.app.saem import Saem
+    from saem.testing import HashEmbeddings
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in NAMES[:12]:
+        (docs / f"{name}.txt").write_text(_passage(name) + "\n", encoding="utf-8")
+    app = Saem(data_dir=tmp_path / "data", rerank_model=str(tuned_cross_encoder), embedder=HashEmbeddings(64))
+    app.ingest(docs)
+    reranker = app.searcher.reranker
+    assert isinstance(reranker, CrossEncoderReranker) and reranker.model_id == str(tuned_cross_encoder)
+    question = _question("compiler", 1)
+    got = app.retrieve(question, k=5)
+    assert [d.metadata["rerank_rank"] for d in got] == [1, 2, 3, 4, 5]
+    scores = [d.metadata["rerank_score"] for d in got]
+    assert scores == sorted(scores, reverse=True) and all(math.isfinite(s) for s in scores)
+    assert reranker.rerank(question, [d.page_content for d in got]) == pytest.approx(scores, abs=1e-4)
+    assert got[0].metadata["source"].endswith("compiler.txt")
+    result = app.search(question, k=5)
+    assert result.reranker == str(tuned_cross_encoder) and result.warnings == [] and "rerank" in result.timings
+
+
 def test_a_missing_cross_encoder_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not found"):
         CrossEncoderReranker(tmp_path / "nope")
