@@ -48,12 +48,14 @@ class LlamaCppGenerator:
         model_path: str,
         lora_path: str | None = None,
         *,
+        lora_model_path: str | None = None,
         seed: int = 0,
         max_tokens: int = 64,
         n_ctx: int = 4096,
         n_threads: int = 1,
     ) -> None:
-        self.model_path, self.lora_path = model_path, lora_path
+        # lora_model_path: a whole model with the adapter merged in, when no GGUF LoRA could be written
+        self.model_path, self.lora_path, self.lora_model_path = model_path, lora_path, lora_model_path
         self.sampling: dict[str, Any] = {
             "temperature": 0.0,
             "seed": seed,
@@ -67,10 +69,13 @@ class LlamaCppGenerator:
         if which not in self._models:
             from saem.models.llamacpp import LlamaCppChatModel
 
-            if which == "lora" and not self.lora_path:
+            if which == "lora" and not (self.lora_path or self.lora_model_path):
                 raise ConfigError("the lora arms need an adapter", hint="train one with 'saem lora train'")
-            lora = self.lora_path if which == "lora" else None
-            self._models[which] = LlamaCppChatModel(model_path=self.model_path, lora_path=lora, **self.sampling)
+            path, lora = self.model_path, None
+            if which == "lora":
+                path = self.lora_model_path or self.model_path
+                lora = None if self.lora_model_path else self.lora_path
+            self._models[which] = LlamaCppChatModel(model_path=path, lora_path=lora, **self.sampling)
             self._models[which].loaded_engine  # noqa: B018 — load now, not inside the timed call
         return self._models[which]
 
@@ -179,7 +184,7 @@ def train_adapter(
     """Train on the data dir's chunks (+ the QA pairs of ``qa_train``), convert to ``adapter.gguf``,
     write ``training.jsonl`` and extend ``manifest.json``; returns the manifest. Shows progress."""
     from saem.evaluation.augment import as_examples, build_training_material
-    from saem.evaluation.gguf_lora import convert_adapter
+    from saem.evaluation.gguf_lora import export_for_llama_cpp
     from saem.evaluation.lora import LoraSettings, StepReport, file_sha256, load_base, train_lora
     from saem.evaluation.runner import load_qa
 
@@ -203,7 +208,9 @@ def train_adapter(
             bar.update(task, completed=r.step, loss=f"{r.loss:.3f}")
 
         result = train_lora(base, examples, out, lora, progress=progress)
-    conversion = convert_adapter(out, base.path, out / "adapter.gguf")
+    conversion = export_for_llama_cpp(out, base.path, out)  # a GGUF LoRA, else the merged model
+    if conversion.method == "merged":
+        console.print(f"[yellow]{conversion.reason}[/]", highlight=False)
     with (out / "training.jsonl").open("w", encoding="utf-8") as fh:
         for item in material:
             fh.write(json.dumps(asdict(item), ensure_ascii=False) + "\n")
@@ -213,7 +220,13 @@ def train_adapter(
     for item in material:
         kinds[item.kind] = kinds.get(item.kind, 0) + 1
     manifest = asdict(result.manifest) | {
-        "gguf": {"path": "adapter.gguf", "sha256": file_sha256(conversion.path), "bytes": conversion.bytes},
+        "gguf": {
+            "path": conversion.path.name,
+            "method": conversion.method,
+            "reason": conversion.reason,
+            "sha256": file_sha256(conversion.path),
+            "bytes": conversion.bytes,
+        },
         "material": {
             "examples": len(examples),
             "by_kind": kinds | {"qa": len(extra)},
@@ -225,18 +238,22 @@ def train_adapter(
     m = result.manifest
     console.print(
         f"adapter [bold]{out}[/]: {steps} step{'s' * (steps != 1)} in {m.seconds:.0f}s, loss {m.first_loss:.3f} → "
-        f"{m.final_loss:.3f}; {len(examples)} examples; adapter.gguf {conversion.bytes / 1e6:.1f} MB"
+        f"{m.final_loss:.3f}; {len(examples)} examples; {conversion.path.name} {conversion.bytes / 1e6:.1f} MB"
     )
     del base
     return manifest
 
 
 def _read_adapter(adapter: Path, model_sha: str) -> tuple[dict[str, Any], list[str]]:
-    manifest_path, gguf, material = adapter / "manifest.json", adapter / "adapter.gguf", adapter / "training.jsonl"
-    for path in (manifest_path, gguf, material):
-        if not path.is_file():
-            raise ConfigError(f"{path} is missing", hint="use an adapter folder written by 'saem lora train'")
+    manifest_path, material = adapter / "manifest.json", adapter / "training.jsonl"
+    hint = "use an adapter folder written by 'saem lora train'"
+    if not manifest_path.is_file():
+        raise ConfigError(f"{manifest_path} is missing", hint=hint)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    gguf = adapter / Path(str(manifest.get("gguf", {}).get("path", "adapter.gguf"))).name  # never outside ADAPTER
+    for path in (gguf, material):
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing", hint=hint)
     if manifest.get("base_sha256") != model_sha:
         raise ModelError(
             "the adapter was trained on another base model than the configured chat model",
@@ -255,6 +272,8 @@ def _adapter_facts(adapter: Path | None, manifest: dict[str, Any] | None) -> dic
     return {
         "adapter": str(adapter),
         "adapter_sha256": manifest.get("gguf", {}).get("sha256"),
+        "adapter_method": manifest.get("gguf", {}).get("method", "adapter"),
+        "adapter_export_reason": manifest.get("gguf", {}).get("reason"),
         "adapter_training": {key: manifest.get(key) for key in keys},
     }
 
@@ -441,9 +460,16 @@ def _run_eval(
         adapter_manifest, texts = _read_adapter(adapter, model_sha)
         leakage = guard_leakage(texts, items)  # LeakageError: refuse before any answer is generated
         console.print(f"leakage check: none of {len(items)} eval questions in {len(texts)} training texts")
+    served: str | None = None  # the adapter as llama.cpp loads it: a GGUF LoRA, or a merged model
+    merged = False
+    if adapter_manifest and adapter:
+        export = adapter_manifest.get("gguf", {})
+        served = str(adapter / Path(str(export.get("path", "adapter.gguf"))).name)
+        merged = export.get("method") == "merged"
     generate = LlamaCppGenerator(
         settings.chat_model,
-        str(adapter / "adapter.gguf") if adapter_manifest and adapter else None,
+        None if merged else served,
+        lora_model_path=served if merged else None,
         seed=seed,
         max_tokens=max_tokens,
         n_threads=settings.n_threads,

@@ -28,7 +28,13 @@ if TYPE_CHECKING:
         build_training_material,
         check_leakage,
     )
-    from saem.evaluation.gguf_lora import ConversionReport, convert_adapter
+    from saem.evaluation.gguf_lora import (
+        AdapterNotConvertible,
+        ConversionReport,
+        convert_adapter,
+        export_for_llama_cpp,
+        merge_adapter,
+    )
     from saem.evaluation.lora import (
         BaseModel,
         LoraSettings,
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
         mean_retrieval_scores,
         normalize_answer,
         paired_bootstrap,
+        percentile,
         retrieval_scores,
         rouge_l,
         token_f1,
@@ -65,23 +72,25 @@ if TYPE_CHECKING:
 _MODULES: dict[str, tuple[str, ...]] = {
     "augment": ("LeakageError", "LeakageReport", "TrainingItem", "as_examples", "build_training_material",
                 "check_leakage"),
-    "gguf_lora": ("ConversionReport", "convert_adapter"),
+    "gguf_lora": ("AdapterNotConvertible", "ConversionReport", "convert_adapter", "export_for_llama_cpp",
+                  "merge_adapter"),
     "lora": ("BaseModel", "LoraSettings", "Manifest", "StepReport", "TrainExample", "TrainResult", "load_base",
              "train_lora"),
     "metrics": ("AbstentionScores", "AnswerScores", "BootstrapResult", "GroundingScores", "McNemarResult",
                 "RetrievalScores", "abstention_scores", "answer_scores", "citation_grounding", "contains_answer",
                 "exact_match", "is_abstention", "is_relevant", "mcnemar_exact", "mean_retrieval_scores",
-                "normalize_answer", "paired_bootstrap", "retrieval_scores", "rouge_l", "token_f1"),
+                "normalize_answer", "paired_bootstrap", "percentile", "retrieval_scores", "rouge_l", "token_f1"),
 }  # fmt: skip
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
-    "AbstentionScores", "AnswerScores", "BaseModel", "BootstrapResult", "ConversionReport", "GroundingScores",
-    "LeakageError", "LeakageReport", "LoraSettings", "Manifest", "McNemarResult", "RetrievalScores", "StepReport",
-    "TrainExample", "TrainResult", "TrainingItem", "abstention_scores", "answer_scores", "as_examples",
-    "build_training_material", "check_leakage", "citation_grounding", "contains_answer", "convert_adapter",
-    "exact_match", "is_abstention", "is_relevant", "load_base", "mcnemar_exact", "mean_retrieval_scores",
-    "normalize_answer", "paired_bootstrap", "retrieval_scores", "rouge_l", "token_f1", "train_lora",
+    "AbstentionScores", "AdapterNotConvertible", "AnswerScores", "BaseModel", "BootstrapResult", "ConversionReport",
+    "GroundingScores", "LeakageError", "LeakageReport", "LoraSettings", "Manifest", "McNemarResult",
+    "RetrievalScores", "StepReport", "TrainExample", "TrainResult", "TrainingItem", "abstention_scores",
+    "answer_scores", "as_examples", "build_training_material", "check_leakage", "citation_grounding",
+    "contains_answer", "convert_adapter", "exact_match", "export_for_llama_cpp", "is_abstention", "is_relevant",
+    "load_base", "mcnemar_exact", "mean_retrieval_scores", "merge_adapter", "normalize_answer", "paired_bootstrap",
+    "percentile", "retrieval_scores", "rouge_l", "token_f1", "train_lora",
 ]  # fmt: skip
 
 

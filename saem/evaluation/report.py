@@ -214,11 +214,21 @@ def _blocks(result: EvalResult) -> list[Block]:
             "question. Brackets: 95% bootstrap CI.",
         )
     )
+    if man.get("adapter_method") == "merged":
+        blocks.append(
+            (
+                "p",
+                "**The lora arms ran on a merged model**, not on a GGUF LoRA over the base: "
+                f"{man.get('adapter_export_reason') or 'no GGUF LoRA could be written'}. Their answers are the "
+                "adapted model's, but their latency is that of a larger unquantised model.",
+            )
+        )
     blocks.append(("h", 2, "Setup"))
     setup = [
         [key, _short(json.dumps(man[key], ensure_ascii=False) if not isinstance(man[key], str) else man[key], 320)]
         for key in (
-            *("model", "model_sha256", "adapter", "adapter_sha256", "adapter_training", "qa_file", "docs"),
+            *("model", "model_sha256", "adapter", "adapter_sha256", "adapter_method", "adapter_export_reason"),
+            *("adapter_training", "qa_file", "docs"),
             *("exclude", "index", "k", "sampling", "prompt_template", "seeds", "versions", "bootstrap"),
             "wall_seconds",
         )

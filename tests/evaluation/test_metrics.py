@@ -177,6 +177,20 @@ def test_retrieval_scores_two_spans() -> None:
     assert retrieval_scores(ranked, spans, k=3, n_relevant=3).ndcg < at3.ndcg
 
 
+def test_retrieval_scores_korean_spans_ignore_whitespace_and_count_a_split_span() -> None:
+    span = "임베딩은 단어를 고정된 크기의 벡터로 변환하여"
+    ranked = [
+        "토큰화는 문장을 나눕니다.",
+        "임베딩은  단어를 고정된\n크기의 벡터로 변환하여, 의미를 담습니다.",  # whitespace differs: still relevant
+    ]
+    scores = retrieval_scores(ranked, [span], k=2)
+    assert (scores.recall, scores.hit, scores.mrr) == (1.0, 1.0, 0.5)
+    # a chunk boundary cut the span: >= 60 % of it as one piece is relevant, less is not
+    head = span[: int(len(span) * 0.7)]
+    assert retrieval_scores(["다른 내용", head], [span], k=2).mrr == 0.5
+    assert retrieval_scores(["다른 내용", span[:8]], [span], k=2).hit == 0.0
+
+
 def test_retrieval_scores_refuses_unanswerable_and_mean_skips_it() -> None:
     with pytest.raises(ValueError):
         retrieval_scores(["x"], [], k=5)

@@ -259,3 +259,12 @@ def test_report_writes_markdown_html_plots_and_results(tmp_path: Path) -> None:
     assert data["manifest"]["bootstrap"]["resamples"] == 2000
     assert data["rows"][12]["passages"][0]["text"].startswith("근거 문장")
     assert isinstance(Row(**{k: v for k, v in data["rows"][0].items() if k != "passages"}), Row)
+
+
+def test_a_merged_adapter_is_said_in_the_report(tmp_path: Path) -> None:
+    result = _result()
+    result.manifest.update(adapter_method="merged", adapter_export_reason="DoRA cannot be expressed in a GGUF LoRA")
+    md = write_report(result, tmp_path / "merged").markdown.read_text(encoding="utf-8")
+    assert "ran on a merged model" in md and "DoRA cannot be expressed" in md
+    plain = write_report(_result(), tmp_path / "plain").markdown.read_text(encoding="utf-8")
+    assert "merged model" not in plain

@@ -1,4 +1,4 @@
-"""The eval command's settings: the index content hash in its manifest, and the threads of a batch run."""
+"""The eval command's pieces: the index content hash, the threads of a batch run, serving a merged adapter."""
 
 from __future__ import annotations
 
@@ -47,3 +47,41 @@ def test_batch_runs_use_every_core_unless_threads_were_set(tmp_path: Path, monke
     assert _batch_settings(AppState(data_dir=tmp_path), tmp_path, 3).n_threads == 3
     monkeypatch.setenv("SAEM_N_THREADS", "1")  # the user's own setting wins over the batch default
     assert _batch_settings(AppState(data_dir=tmp_path), tmp_path, None).n_threads == 1
+
+
+def test_the_lora_arms_load_a_merged_model_when_the_adapter_was_merged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import saem.models.llamacpp as llamacpp
+    from saem.cli.eval_cmd import LlamaCppGenerator, _read_adapter
+    from saem.errors import ConfigError
+
+    loaded: list[tuple[str, str | None]] = []
+
+    class Loaded:
+        def __init__(self, *, model_path: str, lora_path: str | None, **_: object) -> None:
+            loaded.append((model_path, lora_path))
+            self.loaded_engine = None
+
+    monkeypatch.setattr(llamacpp, "LlamaCppChatModel", Loaded)
+    LlamaCppGenerator("base.gguf", None, lora_model_path="merged.gguf")._model("lora")
+    LlamaCppGenerator("base.gguf", "adapter.gguf")._model("lora")
+    LlamaCppGenerator("base.gguf", "adapter.gguf")._model("base")
+    assert loaded == [("merged.gguf", None), ("base.gguf", "adapter.gguf"), ("base.gguf", None)]
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "training.jsonl").write_text('{"kind": "chunk", "text": "t"}\n', encoding="utf-8")
+    (adapter / "merged.gguf").write_bytes(b"GGUF")
+    manifest = {"base_sha256": "abc", "gguf": {"path": "merged.gguf", "method": "merged"}}
+    (adapter / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    read, texts = _read_adapter(adapter, "abc")
+    assert read["gguf"]["method"] == "merged" and texts == ["t\n"]
+    manifest["gguf"]["path"] = "../../outside/merged.gguf"  # a manifest cannot point outside its folder
+    (adapter / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert _read_adapter(adapter, "abc")[0]["gguf"]["path"].endswith("merged.gguf")  # read as adapter/merged.gguf
+    (adapter / "merged.gguf").unlink()
+    with pytest.raises(ConfigError, match="merged.gguf is missing"):
+        _read_adapter(adapter, "abc")
