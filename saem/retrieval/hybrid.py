@@ -91,7 +91,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
@@ -557,8 +557,16 @@ def _with_neighbours(
     keys = {(src, o + d) for src, o in place.values() for d in (-1, 1)}
     near: dict[tuple[int, int], float] = {}
     for batch in _batched(sorted(keys), 400):  # SQLite binds at most 32,766 parameters
+        # a join on a VALUES list probes the (source_id, ord) index once per key; a row-value IN
+        # list scanned the whole table (25 ms at 10k chunks against 0.7 ms). Values are bound.
+        rows = ", ".join(f"(:s{i}, :o{i})" for i in range(len(batch)))
+        params = {f"{name}{i}": v for i, key in enumerate(batch) for name, v in zip("so", key, strict=True)}
         for r in s.execute(
-            select(Chunk.source_id, Chunk.ord, Chunk.embedding).where(tuple_(Chunk.source_id, Chunk.ord).in_(batch))
+            sql_text(
+                f"WITH wanted(src, o) AS (VALUES {rows}) SELECT c.source_id, c.ord, c.embedding "
+                "FROM wanted JOIN chunks AS c ON c.source_id = wanted.src AND c.ord = wanted.o"
+            ),
+            params,
         ):
             vec = np.frombuffer(r.embedding, dtype="<f4")
             near[(int(r.source_id), int(r.ord))] = float(vec @ qvec) if vec.shape == qvec.shape else 0.0
