@@ -297,12 +297,12 @@ def _show_summary(result: Any) -> None:
         return "–" if value is None else f"{value:.2f}"
 
     table = Table(title="four-arm comparison, all questions (CIs in the report)", title_justify="left")
-    for name in ("arm", "n", "EM", "F1", "contains", "correct", "abstain", "Recall@k", "p50 / p95 s"):
+    for name in ("arm", "n", "EM", "F1", "contains", "correct", "abstain", "Recall@k", "p50/p95 s"):
         table.add_column(name, justify="left" if name == "arm" else "right")
     for arm in result.arms:
         m = result.arm_metrics(arm)
         table.add_row(arm, str(m.n), num(m.exact_match), num(m.f1), num(m.contains), num(m.correct),
-                      num(m.abstention), num(m.recall_at_k), f"{m.latency_p50:.1f} / {m.latency_p95:.1f}")  # fmt: skip
+                      num(m.abstention), num(m.recall_at_k), f"{m.latency_p50:.1f}/{m.latency_p95:.1f}")  # fmt: skip
     console.print(table)
     for c in result.comparisons:
         if c.metric == "correct":
