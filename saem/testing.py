@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -29,9 +29,28 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
-__all__ = ["HashEmbeddings", "ScriptedChatModel", "FakeReranker", "tool_call", "features"]
+__all__ = ["HashEmbeddings", "ScriptedChatModel", "FakeReranker", "tool_call", "features", "run_in_threads"]
 
 _WORD = re.compile(r"[0-9A-Za-z]+|[\uac00-\ud7a3]+")
+
+
+def run_in_threads(work: Callable[[int], Any], n: int) -> list[BaseException]:
+    """Run ``work(0)`` … ``work(n - 1)`` each on its own thread, all at once; wait for them and
+    return what they raised (empty when every call succeeded), for concurrency tests."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as err:  # returned to the caller, who asserts on it
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def features(text: str) -> list[str]:

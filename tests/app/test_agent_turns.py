@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from saem.app.saem import Saem
 from saem.app.types import Answer
 from saem.cli.repl import Repl
 from saem.memory.history import SessionForbidden
-from saem.testing import HashEmbeddings, ScriptedChatModel
+from saem.testing import HashEmbeddings, ScriptedChatModel, run_in_threads
 
 pytestmark = pytest.mark.unit
 
@@ -167,20 +166,11 @@ def test_concurrent_agent_turns_on_one_session_lose_nothing(data_dir: Path, tmp_
     n = 8
     app, _ = make_app(data_dir, tmp_path, [f"Answer number {i}." for i in range(n)])
     assert app.engine is not None  # built once, before the threads
-    errors: list[BaseException] = []
 
     def turn(i: int) -> None:
-        try:
-            app.ask(f"Question number {i}?", session_id="shared", user_id="alice", tools=["calculator"], agent="loop")
-        except BaseException as err:  # surfaced below
-            errors.append(err)
+        app.ask(f"Question number {i}?", session_id="shared", user_id="alice", tools=["calculator"], agent="loop")
 
-    threads = [threading.Thread(target=turn, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_in_threads(turn, n) == []
     history = app.history("shared")
     assert len(history) == 2 * n
     questions = set()

@@ -4,7 +4,6 @@ provenance (explicit commands and extraction after a turn), forgetting, concurre
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from saem.app.saem import Saem
 from saem.app.types import Answer
 from saem.memory._schema import ChatMessage
-from saem.testing import HashEmbeddings, ScriptedChatModel, tool_call
+from saem.testing import HashEmbeddings, ScriptedChatModel, run_in_threads, tool_call
 
 pytestmark = pytest.mark.unit
 
@@ -113,20 +112,11 @@ def test_concurrent_chain_turns_on_one_session_lose_nothing(data_dir: Path, tmp_
     n = 8
     app, _ = make_app(data_dir, tmp_path, [f"Answer number {i} [1]." for i in range(n)], prefill_next_turn=False)
     assert app.engine is not None  # built once, before the threads
-    errors: list[BaseException] = []
 
     def turn(i: int) -> None:
-        try:
-            app.ask(f"Question number {i} about top-p sampling?", session_id="shared", user_id="alice")
-        except BaseException as err:  # surfaced below
-            errors.append(err)
+        app.ask(f"Question number {i} about top-p sampling?", session_id="shared", user_id="alice")
 
-    threads = [threading.Thread(target=turn, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_in_threads(turn, n) == []
     history = app.history("shared")
     assert len(history) == 2 * n
     for human, ai in zip(history[::2], history[1::2], strict=True):  # each turn's pair stays contiguous

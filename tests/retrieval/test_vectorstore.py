@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from langchain_tests.integration_tests.vectorstores import VectorStoreIntegratio
 
 from saem.errors import IndexCorrupt, ModelError
 from saem.retrieval.vectorstore import DB_FILE, INDEX_FILE, META_FILE, FaissVectorStore
-from saem.testing import HashEmbeddings
+from saem.testing import HashEmbeddings, run_in_threads
 
 pytestmark = pytest.mark.unit
 
@@ -266,22 +265,13 @@ def test_an_emptied_store_adopts_a_new_model(tmp_path: Path) -> None:
 
 def test_concurrent_writers_and_readers(tmp_path: Path) -> None:
     store = FaissVectorStore(embedding=HashEmbeddings(), path=tmp_path / "vs")
-    errors: list[Exception] = []
 
     def work(n: int) -> None:
-        try:
-            for i in range(10):
-                store.add_texts([f"text {n} {i}"], [{"n": n}], ids=[f"{n}-{i}"])
-                store.similarity_search("text", k=3, filter={"n": n})
-        except Exception as err:  # collected and asserted on below
-            errors.append(err)
+        for i in range(10):
+            store.add_texts([f"text {n} {i}"], [{"n": n}], ids=[f"{n}-{i}"])
+            store.similarity_search("text", k=3, filter={"n": n})
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_in_threads(work, 4) == []
     assert len(store.similarity_search("text", k=100)) == 40
     store.close()
     with FaissVectorStore(embedding=HashEmbeddings(), path=tmp_path / "vs") as again:
