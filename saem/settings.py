@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # ingestion and retrieval
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Target chunk size in embedder tokens.")
     chunk_overlap: int = Field(32, ge=0, description="Overlap between chunks, in tokens.")
+    ingest_skip_dirs: list[str] = Field(
+        ["_sources", "node_modules", "__pycache__"],
+        description="Folders not entered when ingesting a tree: generated copies of other files "
+        "(Sphinx's _sources holds the text every HTML page was made from).",
+    )
     max_file_bytes: int = Field(50_000_000, ge=1, description="Larger files are skipped.")
     embed_batch_size: int = Field(32, ge=1, le=4096, description="Texts per embedder call.")
     retrieve_k: int = Field(5, ge=1, le=1000, description="Chunks given to the model per question.")
@@ -87,17 +92,19 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant (fusion = 'rrf', and MMR).")
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of dense search in fusion (0 = off).")
-    lexical_weight: float = Field(1.0, ge=0.0, description="Weight of lexical (FTS5) search in fusion (0 = off).")
+    lexical_weight: float = Field(
+        2.0, ge=0.0, description="Weight of lexical (FTS5) search in fusion, dense being 1 (0 = off; cross-validated)."
+    )
     cross_lingual_lexical_weight: float | None = Field(
-        0.0,
+        0.5,
         ge=0.0,
-        description="Lexical weight for a query whose top dense hits are in another script "
-        "(an English question over Korean documents); None: lexical_weight for every query.",
+        description="Lexical weight for a query whose top dense hits favour another script more than "
+        "the store does (an English question over Korean documents); None: lexical_weight for every query.",
     )
     neighbour_weight: float = Field(
         0.25,
         ge=0.0,
-        description="When dense search decides alone (cross-lingual queries), the share of a chunk's "
+        description="When dense search decides alone (dense-only search), the share of a chunk's "
         "neighbours' cosine in its score (0 = off).",
     )
     retrieve_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per search stage.")
@@ -147,6 +154,14 @@ class Settings(BaseSettings):
 
     _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
     _config_file: Path | None = PrivateAttr(default=None)
+
+    @field_validator("ingest_skip_dirs", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # SAEM_INGEST_SKIP_DIRS="_sources,build": a comma-separated string from the environment
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("chat_model", "embed_model", "rerank_model")
     @classmethod

@@ -2,9 +2,15 @@
 
 ``extractive_answer`` splits each retrieved chunk into sentences (Korean-aware), scores every
 sentence against the question — cosine similarity from the embedder blended with lexical
-overlap of content tokens — drops near-duplicates, keeps the best within a length budget, and
-returns them in document order, each followed by its citation ``[n]`` (``n`` = the chunk's
-1-based position in ``documents``). The words are the documents' own.
+overlap of content tokens, plus a bonus when the sentence has the form the question asks for
+(:func:`question_form`: a definition for ``X란 무엇인가요`` / ``what is X``, a number for ``몇`` /
+``how many``, a menu path for ``어디`` / ``where``) — drops near-duplicates, keeps the best within
+a length budget, and returns them in document order, each followed by its citation ``[n]``
+(``n`` = the chunk's 1-based position in ``documents``). The words are the documents' own.
+
+Only sentences are quoted: a heading of the chunk (its ``heading`` metadata, ``a › b``), or a
+short line without a sentence's closing punctuation (a caption, a list label such as ``최근 대화
+기록: 2,000 토큰``), is never an answer on its own.
 
 ``check_generated`` is the gate of the hybrid answer mode: it says why a generated answer
 should not be shown (wrong language; too few of its content words found in the cited chunks),
@@ -29,7 +35,15 @@ from langchain_core.embeddings import Embeddings
 from saem.ingest.sentences import split_sentences
 from saem.retrieval.analyzer import analyze
 
-__all__ = ["Extract", "ExtractiveAnswer", "extractive_answer", "content_tokens", "check_generated"]
+__all__ = [
+    "Extract",
+    "ExtractiveAnswer",
+    "extractive_answer",
+    "content_tokens",
+    "check_generated",
+    "is_sentence",
+    "question_form",
+]
 
 # Function words that carry no content (English; Korean particles are already dropped by
 # the morphological analyzer, which keeps only content tags).
@@ -40,11 +54,50 @@ _STOP = frozenset(
     "into over under up down out also just only very more most much many some any each every".split()
 )
 _CITATION = re.compile(r"\s*\[\d+\]")
+_STOP_TOKENS = frozenset(analyze(" ".join(sorted(_STOP))))  # as the analyzer writes them (stemmed)
+# how a sentence ends: . ! ? … and their full-width forms, possibly inside closing quotes/brackets
+_SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’)\]]*)\s*$")
+_MIN_FRAGMENT_WORDS = 6  # a line with fewer words and no closing punctuation is a label, not a sentence
+_WS = re.compile(r"\s+")
+
+# question forms and what an answering sentence then holds
+_DEFINITION_Q = re.compile(
+    r"(?:이란|란|은|는)\s*(?:무엇|뭔가|뭐)|무슨 뜻|의미는|^\s*what\s+(?:is|are)\b|\bwhat does .+ mean\b|\bdefin", re.I
+)
+_DEFINITION_S = re.compile(
+    r"(?:이란|란|은|는)\s.*(?:입니다|이다|말합니다|뜻합니다|의미합니다)|\b(?:is|are|means|refers to)\b", re.I
+)
+_NUMBER_Q = re.compile(r"몇|얼마|how (?:many|much|long|big)|what (?:size|number|percentage)", re.I)
+_NUMBER_S = re.compile(r"\d")
+_PLACE_Q = re.compile(r"어디|어느 메뉴|어떤 메뉴|\bwhere\b|which menu", re.I)
+_PLACE_S = re.compile(r"→|›|->|>|메뉴|\bmenu\b|대화\s*상자|\bdialog\b", re.I)
+_FORMS = {"definition": (_DEFINITION_Q, _DEFINITION_S), "number": (_NUMBER_Q, _NUMBER_S), "place": (_PLACE_Q, _PLACE_S)}
+FORM_BONUS = 0.1
+"""Added to the score of a sentence that has the question's form (on the 0..1 relevance scale)."""
 
 
 def content_tokens(text: str) -> list[str]:
     """Analyzer tokens of ``text`` without function words (Korean morphemes, English words)."""
-    return [t for t in analyze(text) if t not in _STOP]
+    return [t for t in analyze(text) if t not in _STOP_TOKENS]
+
+
+def question_form(question: str) -> str | None:
+    """``"definition"``, ``"number"`` or ``"place"`` when the question asks for one, else None."""
+    for form, (asks, _) in _FORMS.items():
+        if asks.search(question):
+            return form
+    return None
+
+
+def is_sentence(text: str, headings: Sequence[str] = ()) -> bool:
+    """Whether ``text`` can be quoted as an answer: not one of ``headings``, not a Markdown
+    heading, and either closed by sentence punctuation or at least ``_MIN_FRAGMENT_WORDS`` words."""
+    flat = _WS.sub(" ", text).strip()
+    if len(flat) < 8 or flat.startswith("#"):
+        return False
+    if any(flat.casefold() == _WS.sub(" ", h).strip().casefold() for h in headings):
+        return False
+    return bool(_SENTENCE_END.search(flat)) or len(flat.split()) >= _MIN_FRAGMENT_WORDS
 
 
 @dataclass(frozen=True)
@@ -103,9 +156,10 @@ def extractive_answer(
     candidates: list[tuple[int, int, int, str]] = []  # (doc index, start, end, text)
     for d, doc in enumerate(documents):
         text = doc.page_content
+        headings = [h for h in str(doc.metadata.get("heading") or "").split(" › ") if h]
         for start, end in split_sentences(text):
             sentence = text[start:end]
-            if len(sentence) >= 8 and not sentence.lstrip().startswith("#"):  # skip stubs and headings
+            if is_sentence(sentence, headings):
                 candidates.append((d, start, end, sentence))
     if not candidates:
         return ExtractiveAnswer("")
@@ -121,6 +175,10 @@ def extractive_answer(
         scores = lexical_weight * lexical + (1.0 - lexical_weight) * dense
     else:
         scores = lexical
+    form = question_form(question)
+    if form is not None:
+        has_form = _FORMS[form][1]
+        scores = scores + FORM_BONUS * np.array([bool(has_form.search(c[3])) for c in candidates])
     # earlier-ranked chunks win ties: a tiny prior by retrieval rank
     scores = scores - 1e-3 * np.array([c[0] for c in candidates])
 

@@ -87,6 +87,17 @@ def embedder_id(embedder: Embeddings) -> str:
     return f"{type(embedder).__name__}/{len(embedder.embed_query('dimension probe'))}"
 
 
+def _lexical_text(chunk: ChunkSpec, title: str | None) -> str:
+    """What lexical search indexes for ``chunk``: its headings (else the document's title), then its text.
+
+    A chunk rarely repeats the name of what it describes ("Options", "사용법"); its page and
+    section titles do, and in a partly translated manual the headings are often the only words
+    in the reader's language. The stored chunk text (what the model reads) stays as it was.
+    """
+    header = " ".join(chunk.heading_path) if chunk.heading_path else (title or "")
+    return f"{header}\n{chunk.text}" if header else chunk.text
+
+
 def _token_counter(embedder: Embeddings) -> Callable[[str], int]:
     """``embedder.tokenizer_count`` (called from a helper thread while the embedder encodes:
     it must be thread-safe), else a rough word-and-punctuation count."""
@@ -201,7 +212,7 @@ class _Runner:
                 overlap_tokens=self.settings.chunk_overlap,
             )
             prep.doc, prep.chunks = doc, list(chunks)
-            texts = [c.text for c in prep.chunks]
+            texts = [_lexical_text(c, doc.title) for c in prep.chunks]
             prep.fts = self.analysis.submit(lambda: [to_fts_text(t) for t in texts])
         except FileRejected as err:
             prep.error = FileResult(job.file.path, "skipped", err.message)
@@ -374,7 +385,9 @@ def ingest(
     data_dir = Path(settings.data_dir).absolute()
     report = IngestReport(dry_run=dry_run)
     model, chunker = embedder_id(embedder), chunker_key(settings)
-    scan = planner.scan(paths, list(include or ()), list(exclude or ()), suffixes, data_dir)
+    scan = planner.scan(
+        paths, list(include or ()), list(exclude or ()), suffixes, data_dir, skip_dirs=settings.ingest_skip_dirs
+    )
     if progress:
         progress(IngestProgress("scan", files_total=len(scan.files)))
     for r in scan.results:

@@ -48,9 +48,17 @@ class Scan:
 
 
 def scan(
-    paths: Sequence[str | Path], include: Sequence[str], exclude: Sequence[str], suffixes: Iterable[str], skip: Path
+    paths: Sequence[str | Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    suffixes: Iterable[str],
+    skip: Path,
+    skip_dirs: Iterable[str] = (),
 ) -> Scan:
+    """The files under ``paths``; folders named in ``skip_dirs`` (below a root) are not entered,
+    and each is reported once as skipped."""
     out = Scan()
+    skip_names = frozenset(skip_dirs)
     suffixes = {s.lower() for s in suffixes}
     skip_real = os.path.realpath(skip)
 
@@ -90,6 +98,10 @@ def scan(
                 out.results.append(FileResult(path, "skipped", f"cannot stat: {err.strerror or err}"))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if entry.name in skip_names:
+                    out.results.append(FileResult(path, "skipped", f"folder {entry.name!r} is in ingest_skip_dirs "
+                                                  "(generated copies); ingest it by name to include it"))  # fmt: skip
+                    continue
                 if real not in seen:  # symlink loops
                     walk(path, root, root_real, seen | {real})
             elif stat.S_ISREG(st.st_mode):

@@ -14,8 +14,9 @@ __all__ = ["Section", "LoadedDocument", "ChunkSpec", "CHUNKER_VERSION"]
 # Bump when chunk boundaries change for the same input: stored chunks of an older version are
 # re-made on the next ingest. Also bumped when the lexical analyzer's tokens change (the FTS5
 # row is written with the chunk). 2: letter and digit runs are separate tokens ("q4" → "q", "4").
-# 3: one-syllable Korean verb / adjective / adverb stems are no longer indexed.
-CHUNKER_VERSION = "3"
+# 3: one-syllable Korean verb / adjective / adverb stems are no longer indexed. 4: lexical
+# search indexes each chunk's headings with its text; English words are stemmed.
+CHUNKER_VERSION = "4"
 
 
 @dataclass(frozen=True)

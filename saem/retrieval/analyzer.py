@@ -8,12 +8,15 @@
   on any topic; measured, dropping them lifts lexical MRR@10 on both Korean QA sets.
 * Text without Hangul is split into lowercase letter/digit runs (no Kiwi call: it is faster and
   gives the same Latin tokens Kiwi would).
+* Latin words, in either kind of text, are reduced to their English Snowball stem (PyStemmer):
+  ``configure``, ``configured`` and ``configuration`` all give ``configur``, so a question
+  phrased with another form of a word still finds it.
 * Fallback: when Kiwi is not installed, or leaves nothing for a text that has Hangul (a query
   made only of particles, say), each Hangul run becomes character bigrams (a one-syllable run
   stays a unigram). So a Hangul query never analyzes to nothing.
 
     >>> analyze("BERT의 WordPiece 토크나이저는")
-    ['bert', 'wordpiece', '토크나이저']
+    ['bert', 'wordpiec', '토크나이저']
 
 The Kiwi model is built once per process, lazily, on the first Hangul text (≈1–2 s).
 ``analyze`` is thread-safe and deterministic for a given kiwipiepy version.
@@ -37,7 +40,9 @@ _KEEP_PREFIX = ("W_",)  # URLs, e-mails, hashtags, serials
 # Kept tags whose one-syllable Hangul forms are dropped (light verbs, homographs, 더/잘/또).
 _SHORT_DROP_TAGS = frozenset({"VV", "VA", "MAG"})
 
+_LATIN = re.compile(r"[a-z]")
 _lock = threading.Lock()
+_stem_words: Any = None
 _kiwi: Any = None
 _kiwi_failed = False
 
@@ -73,8 +78,25 @@ def hangul_bigrams(text: str) -> list[str]:
     return out
 
 
+def _stemmer() -> Any:
+    """The English Snowball stemmer's ``stemWords``, built once (PyStemmer instances are not
+    thread-safe, so each call gets its own: building one costs ≈ 1 µs)."""
+    global _stem_words
+    if _stem_words is None:
+        import Stemmer
+
+        _stem_words = lambda words: Stemmer.Stemmer("english").stemWords(words)  # noqa: E731
+    return _stem_words
+
+
 def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+    words = [w.lower() for w in _WORD.findall(text)]
+    latin = [i for i, w in enumerate(words) if _LATIN.match(w)]
+    if latin:
+        stems = _stemmer()([words[i] for i in latin])
+        for i, stem in zip(latin, stems, strict=True):
+            words[i] = stem
+    return words
 
 
 def _kiwi_tokens(kiwi: Any, text: str) -> list[str]:

@@ -21,20 +21,24 @@ Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
    weights. ``fusion="rrf"``: weighted reciprocal rank fusion,
    ``score(d) = Σ_s w_s / (rrf_k + rank_s(d))`` (ranks 1-based). Either way, ties go to the
    better single-stage rank, then the lower chunk id.
-   *Cross-lingual queries*: when most of the top 5 dense hits are written in another script
-   than the query (:func:`dominant_script`: the Unicode script of most letters), the query is
-   taken as cross-lingual and fused with ``cross_lingual_lexical_weight`` (default 0: dense
-   only) instead of ``lexical_weight``. Why: BM25 matches surface forms, so for an English
-   question whose nearest chunks are Korean it can match only the names and numbers those
-   chunks borrow, and its list is led by English chunks sharing the question's common words;
-   its vote would push the dense stage's good hits down. A multilingual embedder places the
+   *Cross-lingual queries*: a query is taken as cross-lingual when its script
+   (:func:`dominant_script`: the Unicode script of most letters) is rarer among the top 5 dense
+   hits than among the store's chunks, and held by fewer than half of them; it is then fused
+   with ``cross_lingual_lexical_weight`` (default 0.5) instead of ``lexical_weight`` (default
+   2.0). Why: BM25 matches surface forms, so for an English question whose nearest chunks are
+   Korean it can match only the names and numbers those chunks borrow, and its list is led by
+   English chunks sharing the question's common words. A multilingual embedder places the
    question near chunks of either language, so its top hits say which language the answer is
-   in. Queries whose top dense hits are mostly in their own script (every query over a
-   one-language corpus in that language) keep ``lexical_weight``; so do queries without
-   letters, dense-only and lexical-only search, and every query when the setting is None.
-   Languages sharing a script (English and French) are not told apart.
-   *Neighbours*: when dense search decides alone (lexical weight 0 for the query: a
-   cross-lingual query, or dense-only search), each dense candidate is scored as
+   in — but only against the store's own mix: in a manual whose pages are 90 % English, a
+   Korean question's top dense hits are mostly English even when a Korean page answers it, and
+   switching BM25 off there halved Korean recall. So the top hits must favour the other script
+   *more than the store does*. (The store's mix is counted once per store version on a sample
+   of up to 2,000 chunks.) Queries without letters, dense-only and lexical-only search, and
+   every query when the setting is None keep ``lexical_weight``. Languages sharing a script
+   (English and French) are not told apart. The two weights were chosen by 5-fold
+   cross-validation over the four development sets (``bench/fusion_cv.py``).
+   *Neighbours*: when dense search decides alone (lexical weight 0 for the query: dense-only
+   search, or ``cross_lingual_lexical_weight = 0`` on a cross-lingual query), each dense candidate is scored as
    ``cos(q, c) + neighbour_weight · mean cos(q, n)`` over the chunks just before and after it in
    its source (two indexed SQL reads for the 50 candidates). A passage whose surroundings are on
    the question's topic beats a lone look-alike sentence elsewhere, as it would with larger
@@ -91,7 +95,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
@@ -115,6 +119,7 @@ __all__ = [
     "fit_tokens",
     "dominant_script",
     "script_agreement",
+    "script_shares",
 ]
 
 logger = logging.getLogger("saem.retrieval")
@@ -132,7 +137,7 @@ class HybridConfig:
 
     rrf_k: int = 60
     dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    lexical_weight: float = 2.0
     candidates: int = 50
     rerank_candidates: int = 20
     rerank_max_chars: int = 1000
@@ -141,7 +146,7 @@ class HybridConfig:
     mmr_lambda: float = 0.7
     max_query_chars: int = 2000
     lexical_max_postings: int | None = lexical.MAX_POSTINGS
-    cross_lingual_lexical_weight: float | None = 0.0  # None: lexical_weight for every query
+    cross_lingual_lexical_weight: float | None = 0.5  # None: lexical_weight for every query
     neighbour_weight: float = 0.25  # dense-only queries: share of the neighbouring chunks' cosine in a score
     fusion: str = "relative"  # "relative" (min-max normalised scores) or "rrf" (ranks)
 
@@ -284,6 +289,7 @@ def relative_fuse(
 
 _SCRIPT_SAMPLE = 500  # characters of a text looked at to tell its script
 _SCRIPT_WINDOW = 5  # top dense hits whose script tells a cross-lingual query
+_SHARE_SAMPLE = 2000  # chunks sampled to measure the store's mix of scripts
 _SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "FULLWIDTH": "LATIN"}  # Japanese mixes kana and Han
 
 
@@ -307,6 +313,21 @@ def script_agreement(query: str, texts: Sequence[str]) -> float | None:
     if script is None or not texts:
         return None
     return sum(dominant_script(t) == script for t in texts) / len(texts)
+
+
+def script_shares(s: Any, sample: int = _SHARE_SAMPLE) -> dict[str | None, float]:
+    """The share of each :func:`dominant_script` among the store's chunks (an even sample of at
+    most ``sample`` of them, by id; one indexed read)."""
+    n = int(s.execute(select(func.count()).select_from(Chunk)).scalar_one())
+    if n == 0:
+        return {}
+    step = max(1, n // sample)
+    texts = s.execute(
+        select(func.substr(Chunk.text, 1, _SCRIPT_SAMPLE)).where(Chunk.id % step == 0).limit(sample)
+    ).scalars()
+    counts = Counter(dominant_script(t) for t in texts)
+    total = sum(counts.values())
+    return {script: c / total for script, c in counts.items()} if total else {}
 
 
 def mmr_select(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[int]:
@@ -371,6 +392,7 @@ class HybridSearcher:
         self._index: VectorIndex | None = None
         self._generation: str | None = None
         self._terms = lexical.TermStats()  # for the current generation
+        self._script_shares: dict[str | None, float] = {}  # for the current generation
 
     def with_config(self, **changes: Any) -> HybridSearcher:
         """A searcher sharing this one's embedder and reranker with some config fields changed."""
@@ -404,6 +426,8 @@ class HybridSearcher:
                 self._index = open_index(self.data_dir, self._cat, persist=False)
                 self._generation = generation
                 self._terms = lexical.TermStats()
+                with self._cat.read() as s:
+                    self._script_shares = script_shares(s)
             elif len(self._terms.df) > _TERM_STATS_MAX:
                 self._terms = lexical.TermStats()
             return self._cat, self._index
@@ -503,10 +527,12 @@ class HybridSearcher:
             return cfg.lexical_weight
         top = [by_id[cid].row for cid, _ in dense[:_SCRIPT_WINDOW]]
         agreement = script_agreement(query, [row.text for row in top if row is not None])
-        if agreement is None or agreement >= 0.5:
+        store_share = self._script_shares.get(dominant_script(query), 0.0)
+        if agreement is None or agreement >= 0.5 or agreement > store_share:
             return cfg.lexical_weight
-        logger.debug("cross-lingual query (%.0f%% of the top dense hits in its script): lexical weight %s",
-                     100 * agreement, cfg.cross_lingual_lexical_weight)  # fmt: skip
+        logger.debug("cross-lingual query (%.0f%% of the top dense hits in its script, %.0f%% of the store): "
+                     "lexical weight %s", 100 * agreement, 100 * store_share,
+                     cfg.cross_lingual_lexical_weight)  # fmt: skip
         return cfg.cross_lingual_lexical_weight
 
     def _rerank(self, query: str, cands: list[_Cand], result: RetrievalResult) -> list[_Cand]:

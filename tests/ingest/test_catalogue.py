@@ -26,6 +26,7 @@ from saem.ingest.catalogue import (
 )
 from saem.ingest.index import INDEX_FILE, META_FILE, IndexMeta, VectorIndex, open_index, read_meta
 from saem.ingest.types import ChunkSpec
+from saem.retrieval.analyzer import to_fts_text
 from saem.retrieval.lexical import search
 
 pytestmark = pytest.mark.unit
@@ -53,7 +54,7 @@ def vecs(n: int, dim: int = 4, seed: int = 0) -> np.ndarray:
 
 
 CHUNKS = [ChunkSpec("토크나이저는 텍스트를 나눕니다", 0, 15), ChunkSpec("top-p sampling keeps mass", 16, 41)]
-FTS = ["토크나이저 텍스트 나누", "top p sampling keeps mass"]
+FTS = [to_fts_text(c.text) for c in CHUNKS]  # what the pipeline writes
 
 
 @pytest.fixture

@@ -33,11 +33,17 @@ def test_one_syllable_verb_and_adverb_stems_are_dropped() -> None:
     assert analyze("있다")  # a text left with no Hangul token falls back to bigrams
 
 
+def test_english_words_are_stemmed_so_other_forms_of_a_word_match() -> None:
+    assert analyze("configure") == analyze("configured") == analyze("configuration")
+    assert analyze("sorting lists") == analyze("sorted list")
+    assert analyze("캐시를 configure하는 caches") == ["캐시", "configur", "cach"]  # in Korean text too
+
+
 def test_latin_words_are_lowercased_the_same_with_or_without_hangul() -> None:
     assert analyze("BERT's WordPiece, GPT-2 & top_p=0.9") == [
         "bert",
         "s",
-        "wordpiece",
+        "wordpiec",  # English words are stemmed (Snowball)
         "gpt",
         "2",
         "top",
@@ -46,7 +52,7 @@ def test_latin_words_are_lowercased_the_same_with_or_without_hangul() -> None:
         "9",
     ]
     mixed = analyze("BERT의 WordPiece와 GPT-2 토크나이저")
-    assert mixed == ["bert", "wordpiece", "gpt", "2", "토크나이저"]
+    assert mixed == ["bert", "wordpiec", "gpt", "2", "토크나이저"]
     assert analyze("...!?  ") == []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from saem.app.saem import Saem
 from saem.errors import ConfigError
+from saem.ingest.catalogue import Catalogue
 from saem.retrieval.hybrid import (
     HybridConfig,
     HybridSearcher,
@@ -21,6 +22,7 @@ from saem.retrieval.hybrid import (
     relative_fuse,
     rrf_fuse,
     script_agreement,
+    script_shares,
 )
 from saem.retrieval.rerank import EmbedderReranker, Reranker
 from saem.testing import FakeReranker, HashEmbeddings, features
@@ -459,11 +461,12 @@ def script_app(tmp_path_factory: pytest.TempPathFactory) -> Saem:
     return _ingest(tmp_path_factory.mktemp("scripts"), SCRIPT_DOCS, AngleEmbeddings())
 
 
-@pytest.mark.parametrize(("setting", "weight"), [(0.0, 0.0), (0.25, 0.25), (None, 1.0)])
+@pytest.mark.parametrize(("setting", "weight"), [(0.0, 0.0), (0.25, 0.25), (None, 2.0)])
 def test_a_query_whose_top_dense_hits_are_in_another_script_gets_the_cross_lingual_weight(
     script_app: Saem, setting: float | None, weight: float
 ) -> None:
-    # 4 of the top 5 dense hits are Korean, the query English: cross-lingual (None: the old fixed weight)
+    # 4 of the top 5 dense hits are Korean, the query English, as is 1 chunk in 5 of the store:
+    # cross-lingual (None: lexical_weight, 2.0, for every query)
     result = _searcher(script_app, fusion="rrf", cross_lingual_lexical_weight=setting).search(
         "Which matrices does LoRA train?", k=5
     )
@@ -475,10 +478,9 @@ def test_a_query_whose_top_dense_hits_are_in_another_script_gets_the_cross_lingu
         assert h.fused_score == pytest.approx(expected, rel=1e-12)
     # the English chunk that shares the question's common words passes the Korean chunk the
     # dense stage ranked second unless the lexical vote is dropped
-    assert list(by_name) == (["a.txt", "b.txt", "c.txt"] if weight == 0 else ["a.txt", "c.txt", "b.txt"]) + [
-        "d.txt",
-        "e.txt",
-    ]
+    # (at the full lexical weight of 2 it even passes the first)
+    expected_order = {0.0: ["a", "b", "c"], 0.25: ["a", "c", "b"], 2.0: ["c", "a", "b"]}[weight] + ["d", "e"]
+    assert list(by_name) == [f"{name}.txt" for name in expected_order]
 
 
 def test_a_query_in_the_script_of_its_top_dense_hits_keeps_the_lexical_weight(script_app: Saem) -> None:
@@ -493,11 +495,43 @@ def test_a_query_in_the_script_of_its_top_dense_hits_keeps_the_lexical_weight(sc
 
 
 def test_relative_fusion_drops_the_lexical_vote_of_a_cross_lingual_query(script_app: Saem) -> None:
-    result = _searcher(script_app).search("Which matrices does LoRA train?", k=5)
+    result = _searcher(script_app, cross_lingual_lexical_weight=0.0).search("Which matrices does LoRA train?", k=5)
     assert any(h.lexical_rank for h in result.hits)  # lexical still ran
     assert [h.dense_rank for h in result.hits] == [1, 2, 3, 4, 5]  # but only the dense order counts
     fixed = _searcher(script_app, cross_lingual_lexical_weight=None).search("Which matrices does LoRA train?", k=5)
     assert [h.dense_rank for h in fixed.hits] != [1, 2, 3, 4, 5]
+
+
+class MixEmbeddings(AngleEmbeddings):
+    """Dense order: English, 한국어 1, English, 한국어 2, English, then the rest."""
+
+    MARKERS = ("alpha", "첫째", "beta", "둘째", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+
+
+MIX_DOCS = {  # a mostly English store (2 Korean chunks in 10), as a partly translated manual is
+    **{f"{m}.txt": f"The {m} page describes layers, masks and channels in detail.\n"
+       for m in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")},
+    "k1.txt": "첫째 문서: 빨강 채널에서 적목 현상을 고칩니다.\n",
+    "k2.txt": "둘째 문서: 레이어 마스크로 부분을 가립니다.\n",
+}
+
+
+def test_a_question_in_the_stores_minority_language_keeps_bm25_when_its_top_dense_hits_favour_it(
+    tmp_path: Path,
+) -> None:
+    app = _ingest(tmp_path, MIX_DOCS, MixEmbeddings())
+    # 2 of the top 5 dense hits are Korean: under half, but twice the store's share (2 in 10),
+    # so the Korean question is not cross-lingual and BM25 over the Korean pages keeps its weight
+    result = _searcher(app, fusion="rrf").search("적목 현상은 어느 채널에서 고치나요?", k=5)
+    by_name = {Path(h.source).name: h for h in result.hits}
+    assert by_name["k1.txt"].lexical_rank == 1
+    for h in result.hits:
+        expected = 1 / (60 + h.dense_rank) + (2.0 / (60 + h.lexical_rank) if h.lexical_rank else 0.0)
+        assert h.fused_score == pytest.approx(expected, rel=1e-12)
+    assert result.hits[0].source.endswith("k1.txt")  # the dense stage alone put an English page first
+    cat = Catalogue.open(app.settings.db_path, readonly=True)
+    with cat.read() as s:
+        assert script_shares(s) == pytest.approx({"LATIN": 0.8, "HANGUL": 0.2})
 
 
 def test_dominant_script_and_agreement() -> None:

@@ -6,6 +6,11 @@ extraction: ``nav header footer aside script style noscript form template iframe
 (``header``/``footer`` only outside ``article``/``main``, where they hold real titles), elements
 whose ARIA role is navigation, banner, contentinfo, complementary or search, and a few
 well-known chrome classes (Sphinx sidebars and ``¶`` links, DocBook nav headers/footers).
+Link lists are navigation too: a list or table (``ul ol dl table``) whose visible text is
+mostly link text (at least ``LINK_DENSITY`` of it, over at least ``MIN_LINKS`` links) is dropped,
+the link-density rule of boilerplate removers (jusText, Readability). So a generated index, a
+table of contents or a "see the pages below" list does not outrank the pages it points to;
+an index page made only of such lists loads as an empty document (skipped, with a reason).
 Whitespace collapses as a browser renders it, except inside ``pre``/``textarea``.
 """
 
@@ -28,7 +33,8 @@ __all__ = ["load_html"]
 _DROP_TAGS = "nav, aside, script, style, noscript, form, template, iframe, svg, object, canvas, button, select"
 _DROP_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search")
 _DROP_CLASSES = frozenset(
-    {"headerlink", "sphinxsidebar", "related", "navheader", "navfooter", "breadcrumb", "breadcrumbs", "skip-link"}
+    {"headerlink", "sphinxsidebar", "related", "navheader", "navfooter", "breadcrumb", "breadcrumbs", "skip-link",
+     "footer"}
 )
 _BLOCK = frozenset(
     "address article blockquote body caption center dd details dialog dir div dl dt fieldset figcaption figure "
@@ -47,6 +53,9 @@ _NO_NESTING = frozenset(
     "area base br col embed hr img input link meta param source track wbr".split()
 )
 MAX_DEPTH = 4096
+LINK_DENSITY = 0.6  # share of a list's text inside links from which it counts as navigation
+MIN_LINKS = 4  # fewer links than this never make a list navigation (a "see also" pair, say)
+_LISTS = "ul, ol, dl, table"
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -113,6 +122,7 @@ def _drop_chrome(tree: LexborHTMLParser) -> None:
             (attrs.get("class") or "").split()
         ):
             doomed.append(node)
+    doomed.extend(node for node in tree.css(_LISTS) if _is_link_list(node))
     # Decompose only the outermost doomed nodes: a Node whose ancestor was already freed
     # must not be touched again.
     ids = {node.mem_id for node in doomed}
@@ -125,6 +135,16 @@ def _drop_chrome(tree: LexborHTMLParser) -> None:
             outermost[node.mem_id] = node
     for node in outermost.values():
         node.decompose()
+
+
+def _is_link_list(node: LexborNode) -> bool:
+    """Whether ``node`` (a list or table) is mostly link text: ``LINK_DENSITY`` over ``MIN_LINKS`` links."""
+    links = node.css("a[href]")
+    if len(links) < MIN_LINKS:
+        return False
+    total = len(_WS.sub("", node.text(deep=True)))
+    linked = sum(len(_WS.sub("", a.text(deep=True))) for a in links)
+    return total > 0 and linked >= LINK_DENSITY * total
 
 
 def _extract(root: LexborNode) -> tuple[str, list[tuple[int, int, str]]]:
