@@ -1,11 +1,12 @@
-"""Answer quality and latency per answer mode (generate / extractive / hybrid) on both QA sets.
+"""Answer quality and latency per answer mode (generate / extractive / hybrid) on the four QA sets.
 
-    .venv/bin/python bench/answers.py                    # table + bench/results/answers.json
-    .venv/bin/python bench/answers.py --limit 10 --modes extractive,hybrid
+    .venv/bin/python bench/answers.py --generate-limit 14   # every question extractively, 14 a set generated
+    .venv/bin/python bench/answers.py --limit 10 --modes extractive,hybrid --sets seeds-dev,data
     SAEM_CHAT_MODEL=/models/qwen2.5-1.5b-instruct-q4_k_m.gguf .venv/bin/python bench/answers.py
 
-Sets: ``seeds`` = ../shared/eval/seeds_dev_qa.jsonl over ../shared/corpus/seeds, ``data`` =
-data/qa.jsonl over data/. Each set is ingested once into ``--work`` (incremental on reruns). Every
+Sets: the four of ``bench/qa.py`` (``seeds-dev``, ``data``, and the whole GIMP manual and Python
+docs folders, ``gimp-ko`` and ``pydoc-en``). Each folder is ingested once into ``--work``
+(incremental on reruns). Every
 question is asked through ``Saem.ask`` in a fresh session, exactly as a user would, with
 temperature 0 and the chat model from the settings (the packaged SmolLM2 by default).
 
@@ -24,10 +25,14 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qa import load_sets  # noqa: E402
 
 from saem import Saem
 from saem.app.language import language_matches
@@ -35,15 +40,10 @@ from saem.evaluation.metrics import citation_grounding, contains_answer, is_abst
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "answers.json"
-SETS = {
-    "seeds": (ROOT.parent / "shared" / "corpus" / "seeds", ROOT.parent / "shared" / "eval" / "seeds_dev_qa.jsonl"),
-    "data": (ROOT / "data", ROOT / "data" / "qa.jsonl"),
-}
 MODES = ("generate", "extractive", "hybrid")
 
 
-def load_items(path: Path, limit: int | None) -> list[dict[str, Any]]:
-    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_items(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
     if limit is None or limit >= len(items):
         return items
     # keep the unanswerable items in a short run: they are what abstention is scored on
@@ -117,8 +117,11 @@ def fmt(x: float | None, digits: int = 2) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated answer modes")
-    parser.add_argument("--sets", default="seeds,data", help="comma-separated QA sets (seeds, data)")
+    parser.add_argument("--sets", default=None, help="comma-separated QA sets (seeds-dev,data,gimp-ko,pydoc-en)")
     parser.add_argument("--limit", type=int, default=None, help="questions per set (unanswerable ones kept)")
+    parser.add_argument(
+        "--generate-limit", type=int, default=None, help="questions per set for the modes that generate (slow)"
+    )
     parser.add_argument("--max-tokens", type=int, default=256, help="answer tokens (default 256)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/saem-bench-answers"), help="data dirs go here")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -126,27 +129,26 @@ def main() -> None:
     modes = [m for m in args.modes.split(",") if m]
     if unknown := set(modes) - set(MODES):
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
-    sets = [s for s in args.sets.split(",") if s]
-    for name in sets:
-        docs, qa = SETS[name]
-        if not docs.is_dir() or not qa.is_file():
-            parser.error(f"{name}: {docs} or {qa} is missing (the seeds set lives in ../shared)")
+    names = {x for x in args.sets.split(",") if x} if args.sets else None
+    sets = load_sets(ROOT / "data", names, work=args.work)
+    if not sets:
+        parser.error("no QA set found (see bench/qa.py)")
 
     results: dict[str, Any] = {}
     table: list[tuple[str, str, dict[str, Any]]] = []
-    for name in sets:
-        docs, qa = SETS[name]
-        items = load_items(qa, args.limit)
-        overrides = {"data_dir": str(args.work / name), "temperature": 0.0, "max_tokens": args.max_tokens}
-        Saem(**overrides).ingest(docs, exclude=["*.jsonl"])
-        results[name] = {}
+    for qa in sets:
+        overrides = {"data_dir": str(args.work / qa.name), "temperature": 0.0, "max_tokens": args.max_tokens}
+        Saem(**overrides).ingest(qa.folder, exclude=["*.jsonl"])
+        results[qa.name] = {}
         for mode in modes:
+            limit = args.generate_limit if mode != "extractive" and args.generate_limit is not None else args.limit
+            items = load_items(qa.items, limit)
             saem = Saem(**overrides, answer_mode=mode)
-            print(f"{name} / {mode}: {len(items)} questions", flush=True)
+            print(f"{qa.name} / {mode}: {len(items)} questions", flush=True)
             rows = ask_all(saem, items, mode)
             summary = score(rows, items)
-            results[name][mode] = {"summary": summary, "rows": rows}
-            table.append((name, mode, summary))
+            results[qa.name][mode] = {"summary": summary, "rows": rows}
+            table.append((qa.name, mode, summary))
 
     model = os.environ.get("SAEM_CHAT_MODEL", "packaged:smollm2")
     header = ("| set | mode | containment | token F1 | language match | grounding (cited) | "

@@ -1,36 +1,38 @@
-"""Benchmark saem's hybrid retrieval against a plain LangChain pipeline; measure latency.
+"""Benchmark saem's hybrid retrieval against a plain LangChain pipeline on four QA sets; measure latency.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py            # everything (~15-25 min on 2 cores)
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5-small, small LLM subset, 1k scale
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --store-dir /tmp/bench   # everything, stores kept
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval.py --quick    # no e5-small, no LLM, 1k scale
     .venv/bin/python bench/retrieval.py --latency-only --scale-dir /tmp/bench_latency   # stores kept for reruns
     .venv/bin/python bench/retrieval.py --no-llm --scale '' --sets data --systems 'saem hybrid,lc faiss' \
         --store-dir /tmp/bench_stores   # iterate: some sets / systems (to retrieval.partial.json), stores kept
 
-Quality, per QA set (``../shared/eval/seeds_dev_qa.jsonl`` over ``../shared/corpus/seeds/*.txt``;
-``data/qa.jsonl`` over ``data/`` without ``qa.jsonl``) and per group (ko / en / crosslingual):
-Recall@1/5/10, MRR@10, nDCG@10 (binary gains; the ideal ranking has every relevant chunk of
-the store). Relevance follows ``../shared/eval/README.md`` (the chunk holds an evidence span, or
->= 60 % of one as one contiguous piece). Unanswerable items are left out of the metrics and
-used for the threshold table (best cosine of answerable vs unanswerable questions).
+Quality, per QA set of ``bench/qa.py`` (``seeds-dev`` and ``data``: small folders of notes;
+``gimp-ko`` and ``pydoc-en``: the whole Korean GIMP manual and Python 3.11 docs, 685 and 530 HTML
+pages) and per group (``ko``, ``en``, ``en→ko``, ``ko→en``): Recall@1/5/10, MRR@10, nDCG@10
+(binary gains; the ideal ranking has every relevant chunk of the store). Relevance follows
+``../shared/eval/README.md``: the hit's source is the item's page and it holds an evidence span, or
+>= 60 % of one as one contiguous piece. Unanswerable items are left out of the metrics and used
+for the threshold line (best cosine of answerable vs unanswerable questions).
 
-Systems: saem (ingested with the default embedder, use-m; chunks of ``chunk_tokens``): dense only
-(with and without ``neighbour_weight``), lexical only (FTS5 + Kiwi), hybrid (relative score
-fusion; cross-lingual queries dense only, read with their neighbours, see
-``saem.retrieval.hybrid``), hybrid without neighbours, hybrid with the fixed lexical weight
-(``cross_lingual_lexical_weight=None``, the rule before it), hybrid + embedder rerank (use-m re-scoring the top
-``rerank_candidates``), hybrid + LLM pointwise rerank (packaged SmolLM2; on a subset of
-questions, top 5, passages cut to 300 chars — it is slow); the same dense / hybrid / fixed-weight
-hybrid over a second store embedded with ``packaged:e5-small`` (not with ``--quick``: it embeds
-a few passages a second); and the LangChain baseline:
-``RecursiveCharacterTextSplitter(1000, 200)``, ``BM25Retriever`` (rank-bm25), FAISS with MiniLM
-and with e5-small, and ``EnsembleRetriever`` (BM25 + FAISS, weights 0.5/0.5). Both sides read
-the same extracted text (``bench/embedders.read_document``).
+Systems. saem, every folder ingested whole with the defaults (use-m; chunks of ``chunk_tokens``):
+dense only (with and without ``neighbour_weight``), lexical only (FTS5 + Kiwi + stems), hybrid
+(the default), hybrid with one lexical weight for every query (``cross_lingual_lexical_weight =
+None``), hybrid with the previous defaults (lexical weight 1, cross-lingual 0), hybrid + embedder
+rerank (use-m re-scoring the top ``rerank_candidates``); with ``--llm``, hybrid + the packaged
+SmolLM2 as a pointwise reranker on the first 16 questions. The LangChain pipeline as a user
+writes it: ``DirectoryLoader`` + ``BSHTMLLoader`` over ``**/*.html`` for the two HTML folders
+(the notes' texts for the small sets), ``RecursiveCharacterTextSplitter(1000, 200)``,
+``BM25Retriever`` (rank-bm25), FAISS with MiniLM, and ``EnsembleRetriever`` (BM25 + FAISS,
+0.5/0.5). Not with ``--quick``: FAISS and the ensemble with multilingual-e5-small, and saem's
+dense and hybrid on an e5-small store; e5-small embeds ≈ 5 passages a second, so on the two
+HTML folders both sides index the same subset of ``--e5-pages`` pages (every QA source page,
+then a seeded sample of the others), labelled "(subset)", with saem's default hybrid on that
+subset beside them.
 
 Latency: p50/p95 of ``HybridSearcher.search`` (k=10) per saem system on the QA questions, and at
 growing store sizes (1k/10k/100k chunks) built from the Debian GIMP Korean help and Python HTML
-docs with the fast ``packaged:static-m`` embedder (quality of that embedder is irrelevant here;
-the 100k store repeats the corpus in copied folders, which ingest reuses without re-embedding).
-Prints tables; writes ``bench/results/retrieval.json``.
+docs (the 100k store repeats the corpus in copied folders, which ingest reuses without
+re-embedding). Prints tables; writes ``bench/results/retrieval.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import sys
 import tempfile
@@ -54,18 +57,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from embedders import is_relevant, read_document  # noqa: E402
+from embedders import read_document  # noqa: E402
+from qa import GROUPS, QASet, group_of, judge, load_sets, source_matches  # noqa: E402
 
-SHARED = REPO.parent / "shared"
 RESULTS = REPO / "bench" / "results" / "retrieval.json"
 SCALE_SOURCES = (Path("/usr/share/gimp/2.0/help/ko"), Path("/usr/share/doc/python3.11/html"))
-GROUPS = ("ko", "en", "crosslingual", "all")
 
-Search = Callable[[str], list[str]]  # question -> texts of the top 10, best first
-
-
-def group_of(item: dict[str, Any]) -> str:
-    return "crosslingual" if item.get("kind") == "crosslingual" else str(item.get("lang", "?"))
+Hit = tuple[str, str]  # (source path, text)
+Search = Callable[[str], list[Hit]]  # question -> the top 10, best first
 
 
 def metrics(flags: list[bool], n_relevant: int) -> dict[str, float]:
@@ -82,15 +81,15 @@ def metrics(flags: list[bool], n_relevant: int) -> dict[str, float]:
     }
 
 
-def evaluate(search: Search, items: list[dict[str, Any]], all_chunks: list[str]) -> dict[str, Any]:
+def evaluate(search: Search, items: list[dict[str, Any]], all_chunks: list[Hit]) -> dict[str, Any]:
     per_group: dict[str, list[dict[str, float]]] = {g: [] for g in GROUPS}
     times: list[float] = []
     for item in items:
         t0 = time.perf_counter()
-        texts = search(item["question"])
+        hits = search(item["question"])
         times.append(time.perf_counter() - t0)
-        flags = [is_relevant(t, item["evidence"]) for t in texts[:10]]
-        n_rel = sum(is_relevant(c, item["evidence"]) for c in all_chunks)
+        flags = [judge(item, src, text) for src, text in hits[:10]]
+        n_rel = sum(judge(item, src, text) for src, text in all_chunks if source_matches(item, src))
         m = metrics(flags, n_rel)
         per_group[group_of(item)].append(m)
         per_group["all"].append(m)
@@ -110,45 +109,49 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[i]
 
 
-# --- the QA sets ---------------------------------------------------------------------------
+def subset_pages(qa: QASet, n: int) -> list[Path]:
+    """Every page a QA item cites, then a seeded sample of the others, ``n`` pages in all."""
+    pages = sorted(p for p in qa.folder.rglob("*.html") if "_sources" not in p.parts)
+    cited = {s for i in qa.items for s in (i.get("sources") or ([i["source"]] if i.get("source") else []))}
+    wanted = [p for p in pages if p.relative_to(qa.folder).as_posix() in cited]
+    rest = [p for p in pages if p not in set(wanted)]
+    random.Random(0).shuffle(rest)
+    return sorted(wanted + rest[: max(0, n - len(wanted))])
 
 
-def qa_sets(data: Path) -> list[dict[str, Any]]:
-    def load(path: Path) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    return [
-        {"name": "seeds-dev", "docs": sorted((SHARED / "corpus" / "seeds").glob("*.txt")),
-         "items": load(SHARED / "eval" / "seeds_dev_qa.jsonl")},
-        {"name": "data", "docs": sorted(p for p in data.iterdir() if p.is_file() and p.name != "qa.jsonl"),
-         "items": load(data / "qa.jsonl")},
-    ]  # fmt: skip
+def copy_pages(qa: QASet, pages: list[Path], dest: Path) -> Path:
+    for p in pages:
+        target = dest / p.relative_to(qa.folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copy(p, target)
+    return dest
 
 
 # --- saem ----------------------------------------------------------------------------------
 
 
-def saem_store(work: Path, name: str, docs: list[Path], embed_model: str) -> Any:
-    """``docs`` ingested into ``work/<name>-<embedder>-saem`` (one data dir per embedder)."""
+def saem_store(work: Path, name: str, folder: Path, embed_model: str) -> Any:
+    """``folder`` ingested into ``work/<name>-<embedder>`` (kept and reused with ``--store-dir``)."""
     from saem.app.saem import Saem
 
-    folder = work / f"{name}-docs"
-    folder.mkdir(parents=True, exist_ok=True)
-    for doc in docs:
-        shutil.copy(doc, folder / doc.name)
-    app = Saem(data_dir=work / f"{name}-{embed_model.split(':')[-1]}-saem", embed_model=embed_model)
-    app.ingest(folder)
+    app = Saem(data_dir=work / f"{name}-{embed_model.split(':')[-1]}", embed_model=embed_model)
+    t0 = time.perf_counter()
+    report = app.ingest(folder)
+    print(f"{name}: {app.stats().chunks} chunks with {embed_model} ({report.chunks_embedded} embedded, "
+          f"{time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     return app
 
 
-def chunk_texts(app: Any) -> list[str]:
+def chunk_hits(app: Any) -> list[Hit]:
     import sqlite3
 
     with sqlite3.connect(app.settings.db_path) as conn:
-        return [r[0] for r in conn.execute("SELECT text FROM chunks ORDER BY id")]
+        sql = "SELECT s.path, c.text FROM chunks c JOIN sources s ON s.id = c.source_id ORDER BY c.id"
+        return [(r[0], r[1]) for r in conn.execute(sql)]
 
 
-def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | None]]:
+def saem_systems(app: Any, llm: Any) -> dict[str, tuple[Any, int | None]]:
     """name -> (searcher, question limit)."""
     from saem.retrieval.hybrid import HybridConfig, HybridSearcher
     from saem.retrieval.rerank import EmbedderReranker, LlmReranker
@@ -161,62 +164,78 @@ def saem_systems(app: Any, llm: Any, quick: bool) -> dict[str, tuple[Any, int | 
         "saem dense, no neighbours": (make(lexical_weight=0.0, neighbour_weight=0.0), None),
         "saem lexical": (make(dense_weight=0.0), None),
         "saem hybrid": (make(), None),
-        "saem hybrid, fixed weight": (make(cross_lingual_lexical_weight=None), None),
-        "saem hybrid, no neighbours": (make(neighbour_weight=0.0), None),
+        "saem hybrid, one weight": (make(cross_lingual_lexical_weight=None), None),
+        "saem hybrid, previous weights": (make(lexical_weight=1.0, cross_lingual_lexical_weight=0.0), None),
         "saem hybrid+embedder": (make(EmbedderReranker(app.embedder), rerank_candidates=20), None),
     }
     if llm is not None:
-        limit = 8 if quick else 16
-        systems["saem hybrid (LLM subset)"] = (make(), limit)
-        systems["saem hybrid+llm (subset)"] = (make(LlmReranker(llm, max_chars=300), rerank_candidates=5), limit)
+        systems["saem hybrid (LLM subset)"] = (make(), 16)
+        systems["saem hybrid+llm (subset)"] = (make(LlmReranker(llm, max_chars=300), rerank_candidates=5), 16)
     return systems
 
 
-def saem_e5_systems(app: Any) -> dict[str, tuple[Any, int | None]]:
+def saem_e5_systems(app: Any, label: str) -> dict[str, tuple[Any, int | None]]:
     """The e5-small store's systems (no lexical-only one: BM25 does not use the embedder)."""
     from saem.retrieval.hybrid import HybridConfig, HybridSearcher
 
     def make(**cfg: Any) -> Any:
         return HybridSearcher(app.settings.data_dir, app.embedder, config=HybridConfig(**cfg))
 
-    return {
-        "saem dense, e5-small": (make(lexical_weight=0.0), None),
-        "saem hybrid, e5-small": (make(), None),
-        "saem hybrid, e5-small, fixed weight": (make(cross_lingual_lexical_weight=None), None),
-    }
+    return {f"saem dense, e5-small{label}": (make(lexical_weight=0.0), None),
+            f"saem hybrid, e5-small{label}": (make(), None)}  # fmt: skip
 
 
-def _texts_of(searcher: Any) -> Search:
-    return lambda q: [h.text for h in searcher.search(q, k=10).hits]
+def _hits_of(searcher: Any) -> Search:
+    return lambda q: [(h.source, h.text) for h in searcher.search(q, k=10).hits]
 
 
 # --- LangChain baseline --------------------------------------------------------------------
 
 
-def langchain_systems(docs: list[Path], embedders: dict[str, Any]) -> tuple[dict[str, Search], list[str], float]:
+def langchain_documents(qa: QASet, folder: Path) -> list[Any]:
+    """What a LangChain user loads: every HTML page of an HTML folder (BSHTMLLoader), or the notes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from langchain_community.document_loaders import BSHTMLLoader, DirectoryLoader
+        from langchain_core.documents import Document
+
+    if not qa.real:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "qa.jsonl")
+        return [Document(read_document(p), metadata={"source": str(p)}) for p in files]
+    loader = DirectoryLoader(
+        str(folder),
+        glob="**/*.html",
+        loader_cls=BSHTMLLoader,
+        loader_kwargs={"open_encoding": "utf-8", "bs_kwargs": {"features": "html.parser"}},
+        silent_errors=True,
+    )
+    return loader.load()
+
+
+def langchain_systems(docs: list[Any], embedders: dict[str, Any]) -> tuple[dict[str, Search], list[Hit], float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from langchain_classic.retrievers import EnsembleRetriever
         from langchain_community.retrievers import BM25Retriever
         from langchain_community.vectorstores import FAISS
-        from langchain_core.documents import Document
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
-    chunks = splitter.split_documents([Document(read_document(p), metadata={"source": p.name}) for p in docs])
-    texts = [c.page_content for c in chunks]
+    chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
+    hits = [(str(c.metadata.get("source", "")), c.page_content) for c in chunks]
     bm25 = BM25Retriever.from_documents(chunks, k=10)
 
     def run(retriever: Any) -> Search:
-        return lambda q: [d.page_content for d in retriever.invoke(q)][:10]
+        return lambda q: [(str(d.metadata.get("source", "")), d.page_content) for d in retriever.invoke(q)][:10]
 
     systems: dict[str, Search] = {"lc bm25": run(bm25)}
     for name, emb in embedders.items():
+        t0 = time.perf_counter()
         store = FAISS.from_documents(chunks, emb)
+        print(f"  langchain FAISS with {name}: {len(chunks)} chunks in {time.perf_counter() - t0:.0f} s", flush=True)
         dense = store.as_retriever(search_kwargs={"k": 10})
         systems[f"lc faiss-{name}"] = run(dense)
         systems[f"lc ensemble-{name}"] = run(EnsembleRetriever(retrievers=[bm25, dense], weights=[0.5, 0.5]))
-    return systems, texts, sum(map(len, texts)) / max(1, len(texts))
+    return systems, hits, sum(len(t) for _, t in hits) / max(1, len(hits))
 
 
 # --- latency at scale ----------------------------------------------------------------------
@@ -312,34 +331,38 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(mem / 2**30), "platform": platform.platform()}  # fmt: skip
 
 
-def markdown_tables(results: dict[str, Any]) -> str:
-    """The README's retrieval tables: every system, every group, every metric, chunk size."""
+_METRICS = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")
+
+
+def _cells(r: dict[str, Any], groups: list[str], keys: tuple[str, ...]) -> list[str]:
+    return [" / ".join(f"{r[g][k]:.2f}" for k in keys) if g in r else "–" for g in groups]
+
+
+def markdown_tables(results: dict[str, Any], keys: tuple[str, ...] = ("R@5", "MRR@10")) -> str:
+    """The README's retrieval tables: every system and group, ``keys`` per cell, chunk size."""
     out = []
     m = results.get("machine", {})
     out.append(f"Measured {results.get('when', '?')[:10]} on {m.get('cpus', '?')} cores ({m.get('cpu', '?')}), "
                f"{m.get('memory_gib', '?')} GiB, Python {m.get('python', '?')}.")  # fmt: skip
     for set_name, res in results.get("quality", {}).items():
         groups = [g for g in GROUPS if any(g in r for r in res["systems"].values())]
-        counts = {g: next(r[g]["n"] for r in res["systems"].values() if g in r) for g in groups}
+        counts = {g: max(r[g]["n"] for r in res["systems"].values() if g in r) for g in groups}
         out.append("")
-        out.append(f"**{set_name}** — R@1 / R@5 / R@10 / MRR@10 / nDCG@10 per group (n questions)")
+        out.append(f"**{set_name}** — {' / '.join(keys)} per group (n questions)")
         out.append("")
-        names = {g: "cross-lingual" if g == "crosslingual" else g for g in groups}
-        head = ["system", "chunk chars"] + [f"{names[g]} ({counts[g]})" for g in groups]
+        head = ["system", "chunk chars"] + [f"{g} ({counts[g]})" for g in groups]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for name, r in res["systems"].items():
-            store = "langchain" if not name.startswith("saem") else "saem e5-small" if "e5-small" in name else "saem"
-            cells = [" / ".join(f"{r[g][k]:.2f}" for k in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")) if g in r
-                     else "–" for g in groups]  # fmt: skip
             label = f"**{name}**" if name == "saem hybrid" else name
-            out.append(f"| {label} | {res['chunk_chars'][store]:.0f} | " + " | ".join(cells) + " |")
+            chars = res["chunk_chars"].get(name, 0.0)
+            out.append(f"| {label} | {chars:.0f} | " + " | ".join(_cells(r, groups, keys)) + " |")
     if results.get("scale"):
         out.append("")
         out.append("| embedder | chunks | hybrid p50 / p95 ms | hybrid + embedder rerank p50 / p95 ms |")
         out.append("|---|---|---|---|")
         for row in results["scale"]:
-            h, e = row["hybrid"], row.get("hybrid+embedder", row.get("hybrid+embedder(static-m)", {}))
+            h, e = row["hybrid"], row.get("hybrid+embedder", {})
             rerank = f"{e.get('p50_ms', 0):.0f} / {e.get('p95_ms', 0):.0f}"
             out.append(f"| {row.get('embed_model', 'packaged:static-m')} | {row['chunks']:,} | "
                        f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f} | {rerank} |")  # fmt: skip
@@ -350,24 +373,20 @@ def print_tables(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=200)
+    console = Console(width=220)
     for set_name, res in results["quality"].items():
+        groups = [g for g in GROUPS if any(g in r for r in res["systems"].values())]
         table = Table(title=f"{set_name}: R@1 / R@5 / R@10 / MRR@10 / nDCG@10 (answerable questions)")
         table.add_column("system")
         table.add_column("chunk chars", justify="right")
-        for g in GROUPS:
-            n = next((r[g]["n"] for r in res["systems"].values() if g in r), 0)
+        for g in groups:
+            n = max(r[g]["n"] for r in res["systems"].values() if g in r)
             table.add_column(f"{g} (n={n})", justify="right")
         table.add_column("p50/p95 ms", justify="right")
         for name, r in res["systems"].items():
-            cells = [
-                " / ".join(f"{r[g][k]:.2f}" for k in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")) if g in r else "-"
-                for g in GROUPS
-            ]
             lat = r["latency_ms"]
-            store = "langchain" if not name.startswith("saem") else "saem e5-small" if "e5-small" in name else "saem"
-            chars = res["chunk_chars"][store]
-            table.add_row(name, f"{chars:.0f}", *cells, f"{lat['p50']:.0f} / {lat['p95']:.0f}")
+            chars = res["chunk_chars"].get(name, 0.0)
+            table.add_row(name, f"{chars:.0f}", *_cells(r, groups, _METRICS), f"{lat['p50']:.0f} / {lat['p95']:.0f}")
         console.print(table)
     th = results.get("threshold")
     if th:
@@ -380,31 +399,83 @@ def print_tables(results: dict[str, Any]) -> None:
         for col in ("embedder", "chunks", "build s", "hybrid", "hybrid+embedder rerank"):
             table.add_column(col, justify="right")
         for row in results["scale"]:
-            h, e = row["hybrid"], row.get("hybrid+embedder", row.get("hybrid+embedder(static-m)", {}))
+            h, e = row["hybrid"], row.get("hybrid+embedder", {})
             table.add_row(row.get("embed_model", "packaged:static-m"), str(row["chunks"]), f"{row['build_s']:.0f}",
                           f"{h['p50_ms']:.0f} / {h['p95_ms']:.0f}",
                           f"{e.get('p50_ms', 0):.0f} / {e.get('p95_ms', 0):.0f}")  # fmt: skip
         console.print(table)
 
 
+def run_set(qa: QASet, args: argparse.Namespace, work: Path, llm: Any, embedders: dict[str, Any],
+            selected: Callable[[str], bool], best: dict[str, list[float]]) -> dict[str, Any]:  # fmt: skip
+    """Every selected system on one QA set: ``{"systems": {name: metrics}, "chunk_chars": {name: mean}}``."""
+    entry: dict[str, Any] = {"systems": {}, "chunk_chars": {}, "chunks": {}}
+    items = qa.answerable
+
+    def record(name: str, search: Search, chunks: list[Hit], subset: list[dict[str, Any]] | None = None) -> None:
+        entry["systems"][name] = evaluate(search, subset if subset is not None else items, chunks)
+        entry["chunk_chars"][name] = sum(len(t) for _, t in chunks) / max(1, len(chunks))
+        entry["chunks"][name] = len(chunks)
+        print(f"{qa.name} {name}: {entry['systems'][name]['all']}", flush=True)
+
+    app = saem_store(work, qa.name, qa.folder, "packaged:use-m")
+    chunks = chunk_hits(app)
+    for name, (searcher, limit) in saem_systems(app, llm).items():
+        if selected(name) or name == "saem hybrid":
+            search = _hits_of(searcher)
+            search("warm up")
+            record(name, search, chunks, items[:limit] if limit else None)
+    hybrid = saem_systems(app, None)["saem hybrid"][0]
+    for item in qa.items:  # the best cosine of answerable and unanswerable questions
+        hits = hybrid.search(item["question"], k=5).hits
+        best["unanswerable" if item.get("kind") == "unanswerable" else "answerable"].append(
+            max((h.cosine for h in hits), default=0.0)
+        )
+    lc_docs = langchain_documents(qa, qa.folder) if any(selected(n) for n in ("lc bm25", "lc faiss", "lc ens")) else []
+    if lc_docs:
+        lc, lc_chunks, _ = langchain_systems(lc_docs, {k: v for k, v in embedders.items() if k != "e5-small"})
+        for name, search in lc.items():
+            if selected(name):
+                record(name, search, lc_chunks)
+    if "e5-small" in embedders and any(selected(n) for n in ("e5-small", "subset")):
+        folder, label = qa.folder, ""
+        if qa.real:  # e5-small is slow: both sides index the same subset of pages
+            pages = subset_pages(qa, args.e5_pages)
+            folder = copy_pages(qa, pages, work / f"{qa.name}-subset-{args.e5_pages}-docs")
+            label = f" ({len(pages)}-page subset)"
+            sub_app = saem_store(work, f"{qa.name}-subset-{args.e5_pages}", folder, "packaged:use-m")
+            record(f"saem hybrid{label}", _hits_of(saem_systems(sub_app, None)["saem hybrid"][0]), chunk_hits(sub_app))
+        e5_app = saem_store(work, f"{qa.name}{'-subset-' + str(args.e5_pages) if qa.real else ''}", folder,
+                            "packaged:e5-small")  # fmt: skip
+        e5_chunks = chunk_hits(e5_app)
+        for name, (searcher, _) in saem_e5_systems(e5_app, label).items():
+            record(name, _hits_of(searcher), e5_chunks)
+        lc, lc_chunks, _ = langchain_systems(langchain_documents(qa, folder), {"e5-small": embedders["e5-small"]})
+        for name, search in lc.items():
+            if name != "lc bm25" or qa.real:
+                record(name + label if name != "lc bm25" else f"lc bm25{label}", search, lc_chunks)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="no e5-small, small LLM subset, 1k scale only")
-    parser.add_argument("--no-llm", action="store_true", help="skip the LLM reranker")
+    parser.add_argument("--quick", action="store_true", help="no e5-small and no LLM reranker; 1k scale only")
+    parser.add_argument("--llm", action="store_true", help="also the SmolLM2 pointwise reranker (slow: 16 questions)")
+    parser.add_argument("--e5-pages", type=int, default=150, help="pages of the HTML folders e5-small indexes")
     parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
     parser.add_argument("--latency-only", action="store_true", help="only the latency-vs-store-size part")
     parser.add_argument("--scale-dir", type=Path, default=None, help="keep the scale stores here, reuse them")
     parser.add_argument(
         "--scale-embedder",
-        default="packaged:static-m",
-        help="embedder of the scale stores (static-m: fast to build; packaged:use-m: the default, 512 dims)",
+        default="packaged:use-m",
+        help="embedder of the scale stores (packaged:use-m, the default; static-m is faster to build)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print README tables from the results JSON (--out) and exit"
     )
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--sets", default=None, help="QA sets to run, comma-separated (seeds-dev,data; default all)")
+    parser.add_argument("--sets", default=None, help="QA sets, comma-separated (seeds-dev,data,gimp-ko,pydoc-en)")
     parser.add_argument(
         "--systems",
         default=None,
@@ -418,17 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print(markdown_tables(json.loads(args.out.read_text(encoding="utf-8"))))
         return 0
-    if args.systems is not None or args.sets is not None:
-        partial = args.out == RESULTS
-        if partial:  # a partial run must not overwrite the full results
-            args.out = RESULTS.with_name("retrieval.partial.json")
-    if not (SHARED / "eval" / "seeds_dev_qa.jsonl").is_file():
-        print(f"error: {SHARED}/eval/seeds_dev_qa.jsonl is missing (the shared corpus)", file=sys.stderr)
-        return 2
+    if (args.systems is not None or args.sets is not None) and args.out == RESULTS:
+        args.out = RESULTS.with_name("retrieval.partial.json")  # a partial run must not overwrite the full results
     scale = args.scale if args.scale is not None else ("1000" if args.quick else "1000,10000,100000")
     sizes = [int(s) for s in scale.split(",") if s]
     if args.latency_only:
         return latency_only(args, sizes)
+    work = args.store_dir or Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
+    set_names = {s.strip() for s in args.sets.split(",")} if args.sets else None
+    sets = load_sets(args.data, set_names, work=work)
+    if not sets:
+        print("error: no QA set found (see bench/qa.py)", file=sys.stderr)
+        return 2
 
     import torch
 
@@ -436,95 +508,37 @@ def main(argv: list[str] | None = None) -> int:
     from saem.models.embedders import SentenceTransformerEmbeddings
     from saem.models.registry import resolve
 
-    baseline_embedders = {"minilm": SentenceTransformerEmbeddings(resolve("packaged:minilm", "embed"))}
+    embedders = {"minilm": SentenceTransformerEmbeddings(resolve("packaged:minilm", "embed"))}
     if not args.quick:
-        baseline_embedders["e5-small"] = SentenceTransformerEmbeddings(resolve("packaged:e5-small", "embed"))
+        embedders["e5-small"] = SentenceTransformerEmbeddings(resolve("packaged:e5-small", "embed"))
     llm = None
-    if not args.no_llm:
+    if args.llm and not args.quick:
         from saem.models.llamacpp import LlamaCppChatModel
 
         llm = LlamaCppChatModel(n_ctx=2048)
-
-    results: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": machine(),
-        "quick": args.quick,
-        "quality": {},
-    }
-    work = args.store_dir or Path(tempfile.mkdtemp(prefix="saem-bench-retrieval-"))
     wanted = [w.strip() for w in args.systems.split(",")] if args.systems else None
 
     def selected(name: str) -> bool:
         return wanted is None or any(w in name for w in wanted)
 
-    set_names = {s.strip() for s in args.sets.split(",")} if args.sets else None
-    scale_root = args.scale_dir or work / "scale"
-    answerable_best: list[float] = []
-    unanswerable_best: list[float] = []
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
+                               "quick": args.quick, "quality": {}}  # fmt: skip
+    best: dict[str, list[float]] = {"answerable": [], "unanswerable": []}
     try:
-        for qa in qa_sets(args.data):
-            if set_names is not None and qa["name"] not in set_names:
-                continue
-            items = [i for i in qa["items"] if i.get("evidence") and i.get("kind") != "unanswerable"]
-            app = saem_store(work, qa["name"], qa["docs"], "packaged:use-m")
-            saem_chunks = chunk_texts(app)
-            entry: dict[str, Any] = {"systems": {}, "chunk_chars": {}, "chunks": {}}
-            entry["chunk_chars"]["saem"] = sum(map(len, saem_chunks)) / len(saem_chunks)
-            entry["chunks"]["saem"] = len(saem_chunks)
-            for name, (searcher, limit) in saem_systems(app, llm, args.quick).items():
-                if not selected(name) and name != "saem hybrid":
-                    continue
-                subset = items[:limit] if limit else items
-                search = _texts_of(searcher)
-                search("warm up")
-                entry["systems"][name] = evaluate(search, subset, saem_chunks)
-                print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
-                if name == "saem hybrid":
-                    for item in qa["items"]:
-                        hits = searcher.search(item["question"], k=5).hits
-                        best = max((h.cosine for h in hits), default=0.0)
-                        (unanswerable_best if item.get("kind") == "unanswerable" else answerable_best).append(best)
-            if not args.quick and any(selected(n) for n in ("saem dense, e5-small", "saem hybrid, e5-small")):
-                e5_app = saem_store(work, qa["name"], qa["docs"], "packaged:e5-small")
-                e5_chunks = chunk_texts(e5_app)
-                entry["chunk_chars"]["saem e5-small"] = sum(map(len, e5_chunks)) / len(e5_chunks)
-                entry["chunks"]["saem e5-small"] = len(e5_chunks)
-                for name, (searcher, _) in saem_e5_systems(e5_app).items():
-                    if not selected(name):
-                        continue
-                    search = _texts_of(searcher)
-                    search("warm up")
-                    entry["systems"][name] = evaluate(search, items, e5_chunks)
-                    print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
-            lc_names = ["lc bm25"] + [f"lc {kind}-{e}" for e in baseline_embedders for kind in ("faiss", "ensemble")]
-            if not any(selected(n) for n in lc_names):
-                results["quality"][qa["name"]] = entry
-                continue
-            lc, lc_chunks, lc_chars = langchain_systems(qa["docs"], baseline_embedders)
-            entry["chunk_chars"]["langchain"], entry["chunks"]["langchain"] = lc_chars, len(lc_chunks)
-            for name, search in lc.items():
-                if not selected(name):
-                    continue
-                entry["systems"][name] = evaluate(search, items, lc_chunks)
-                print(f"{qa['name']} {name}: {entry['systems'][name]['all']}", flush=True)
-            results["quality"][qa["name"]] = entry
-        answerable_best.sort()
-        results["threshold"] = (
-            {}
-            if not unanswerable_best
-            else {
-                "answerable_min": answerable_best[0],
-                "answerable_median": answerable_best[len(answerable_best) // 2],
-                "unanswerable_max": max(unanswerable_best),
-                "n_unanswerable": len(unanswerable_best),
-            }
-        )
+        for qa in sets:
+            results["quality"][qa.name] = run_set(qa, args, work, llm, embedders, selected, best)
+            save(args.out, results)
+        ans = sorted(best["answerable"])
+        if best["unanswerable"]:
+            results["threshold"] = {"answerable_min": ans[0], "answerable_median": ans[len(ans) // 2],
+                                    "unanswerable_max": max(best["unanswerable"]),
+                                    "n_unanswerable": len(best["unanswerable"])}  # fmt: skip
         if not sizes and args.out.is_file():  # no scale part this time: keep the last run's rows
             previous = json.loads(args.out.read_text(encoding="utf-8"))
             results.update({key: previous[key] for key in ("scale", "scale_when") if key in previous})
         save(args.out, results)  # quality is kept even if the scale part is cut short
         if sizes:
-            questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
+            questions = [i["question"] for qa in sets for i in qa.items]
             results["scale"] = []
             results["scale_when"] = results["when"]
 
@@ -532,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["scale"].append(row)
                 save(args.out, results)
 
-            scale_latency(scale_root, sizes, questions, keep, embed_model=args.scale_embedder)
+            scale_latency(args.scale_dir or work / "scale", sizes, questions, keep, embed_model=args.scale_embedder)
     finally:
         if args.store_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -552,7 +566,7 @@ def latency_only(args: argparse.Namespace, sizes: list[int]) -> int:
     other = [r for r in results.get("scale", []) if r.get("embed_model", "packaged:static-m") != args.scale_embedder]
     results["scale"] = other  # rows of other embedders are kept; this embedder's are measured again
     results["scale_when"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    questions = [i["question"] for qa in qa_sets(args.data) for i in qa["items"]]
+    questions = [i["question"] for qa in load_sets(args.data) for i in qa.items]
     root = args.scale_dir or Path(tempfile.mkdtemp(prefix="saem-bench-latency-"))
     try:
         scale_latency(root, sizes, questions, results["scale"].append, embed_model=args.scale_embedder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.documents import Document
 
-from saem.app.extractive import check_generated, content_tokens, extractive_answer
+from saem.app.extractive import check_generated, content_tokens, extractive_answer, is_sentence, question_form
 from saem.testing import HashEmbeddings
 
 pytestmark = pytest.mark.unit
@@ -48,6 +48,40 @@ def test_headings_duplicates_and_budget() -> None:
     assert "# Sampling" not in answer.text
     short = extractive_answer("tokens sampling logits top-p", [EN], max_sentences=5, max_chars=80)
     assert sum(len(e.text) for e in short.extracts) <= 80 or len(short.extracts) == 1
+
+
+def test_headings_captions_and_labels_are_never_quoted_as_answers() -> None:
+    # the chunk's own headings (its "heading" metadata), a caption and a list label, all on-topic
+    notes = Document(
+        "Top-k sampling\n\n토큰 예산 짜기\n\n최근 대화 기록: 2,000 토큰\n\n"
+        "Top-k sampling keeps only the k most likely tokens and renormalises them.\n\n"
+        "대화 기록에는 보통 2,000 토큰의 예산을 줍니다.",
+        metadata={"heading": "Decoding › Top-k sampling"},
+    )
+    en = extractive_answer("What does top-k sampling keep?", [notes], max_sentences=3)
+    assert en.text.startswith("Top-k sampling keeps only the k most likely tokens")
+    ko = extractive_answer("대화 기록 예산은 몇 토큰인가요?", [notes], max_sentences=3)
+    assert "최근 대화 기록: 2,000 토큰 [" not in ko.text and "토큰 예산 짜기 [" not in ko.text
+    assert "대화 기록에는 보통 2,000 토큰의 예산을 줍니다. [1]" in ko.text
+    assert not is_sentence("Top-k sampling", ["Decoding", "Top-k sampling"])
+    assert not is_sentence("최근 대화 기록: 2,000 토큰") and not is_sentence("Options:")
+    assert is_sentence("GIMP supports layers, masks, channels and paths in every image")  # long, unpunctuated
+    assert is_sentence("토큰화는 텍스트를 토큰으로 나누는 과정입니다.") and is_sentence('He said "yes."')
+
+
+def test_a_sentence_of_the_form_the_question_asks_for_is_preferred() -> None:
+    assert question_form("토큰화란 무엇인가요?") == question_form("What is tokenization?") == "definition"
+    assert question_form("어휘에는 토큰이 몇 개 있나요?") == question_form("How many tokens?") == "number"
+    assert question_form("그 명령은 어느 메뉴에 있나요?") == question_form("Where is the command?") == "place"
+    assert question_form("왜 그런가요?") is None
+    doc = Document(
+        "토큰화는 자연어 처리에서 중요한 단계로 자주 언급됩니다. "
+        "토큰화란 텍스트를 모델이 처리할 수 있는 작은 단위로 나누는 과정입니다."
+    )
+    answer = extractive_answer("토큰화란 무엇인가요?", [doc], max_sentences=1)
+    assert answer.text == "토큰화란 텍스트를 모델이 처리할 수 있는 작은 단위로 나누는 과정입니다. [1]"
+    menu = Document("The Curves tool changes the tones of an image. The Curves tool is under Colors → Curves.")
+    assert "Colors → Curves" in extractive_answer("Where is the Curves tool?", [menu], max_sentences=1).text
 
 
 def test_nothing_relevant_gives_an_empty_answer() -> None:

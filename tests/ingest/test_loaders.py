@@ -344,6 +344,31 @@ def test_deeply_nested_html_loads_or_is_refused_without_stalling(tmp_path: Path)
     assert load(tmp_path, "p.html", many_paragraphs).text.count("문단입니다.") == 20_000
 
 
+def test_html_link_lists_are_navigation_but_content_lists_and_a_few_links_stay(tmp_path: Path) -> None:
+    toc = "".join(f'<li><a href="s{i}.html">{i}. 절 제목 {i}</a></li>' for i in range(6))
+    index = "".join(f'<dt><a href="p{i}.html">항목 {i}</a>, <a href="q{i}.html">{i}</a></dt>' for i in range(8))
+    html = (
+        f"<html><body><h1>레이어</h1><div class='toc'><ul>{toc}</ul></div>"
+        "<p>레이어는 투명한 종이와 같습니다.</p>"
+        "<ul><li>첫째, <a href='a.html'>레이어 대화상자</a>를 엽니다.</li><li>둘째, 새 레이어를 만듭니다.</li>"
+        "<li>셋째, 모드를 고릅니다.</li><li>넷째, <a href='b.html'>저장</a>합니다.</li></ul>"
+        f"<dl>{index}</dl>"
+        "<p>See <a href='x.html'>one</a> and <a href='y.html'>two</a>.</p>"
+        "<div class='footer'>© Copyright 2001, the authors.</div></body></html>"
+    )
+    doc = load(tmp_path, "page.html", html)
+    assert "절 제목" not in doc.text and "항목" not in doc.text  # a table of contents and an index
+    assert "첫째, 레이어 대화상자를 엽니다." in doc.text and "넷째, 저장합니다." in doc.text  # mostly prose
+    assert "See one and two." in doc.text  # links inside a paragraph are text
+    assert "Copyright" not in doc.text
+
+
+def test_an_index_page_made_only_of_link_lists_is_empty(tmp_path: Path) -> None:
+    links = "".join(f'<li><a href="m{i}.html">module{i}</a></li>' for i in range(30))
+    with pytest.raises(FileRejected, match="empty"):
+        load(tmp_path, "genindex.html", f"<html><body><table><tr><td><ul>{links}</ul></td></tr></table></body></html>")
+
+
 def test_html_with_only_chrome_is_empty(tmp_path: Path) -> None:
     with pytest.raises(FileRejected, match="empty"):
         load(tmp_path, "nav.html", "<html><body><nav>menu</nav><script>x()</script></body></html>")

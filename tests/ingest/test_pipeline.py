@@ -17,6 +17,7 @@ from saem.errors import StorageBusy
 from saem.ingest.catalogue import Catalogue, DataDirLock
 from saem.ingest.index import INDEX_FILE, META_FILE, load_index_file, open_index, read_meta
 from saem.ingest.pipeline import ingest, stats
+from saem.retrieval.hybrid import HybridConfig, HybridSearcher
 from saem.settings import Settings
 
 KO = (
@@ -432,3 +433,47 @@ def test_sample_corpus_with_the_real_embedder(tmp_path: Path, repo_root: Path, r
     assert index is not None
     query = real_embedder.embed_query("새로 추가한 문단입니다. 검색에 나와야 합니다.")
     assert added_id in [i for i, _ in index.search(np.asarray(query), k=3)]
+
+
+@pytest.mark.unit
+def test_generated_copy_folders_are_not_entered_and_are_reported(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "_sources" / "library").mkdir(parents=True)
+    (root / "library").mkdir()
+    (root / "library" / "functools.html").write_text(
+        "<html><body><h1>functools</h1><p>The lru_cache decorator memoizes calls.</p></body></html>",
+        encoding="utf-8",
+    )
+    (root / "_sources" / "library" / "functools.rst.txt").write_text("The lru_cache decorator memoizes.\n")
+    app = Saem(data_dir=tmp_path / "dd", embedder=CountingEmbedder())
+    report = app.ingest(root)
+    assert [Path(r.path).name for r in report.files if r.status == "added"] == ["functools.html"]
+    skipped = [r for r in report.files if r.status == "skipped"]
+    assert len(skipped) == 1 and skipped[0].path.endswith("_sources") and "ingest_skip_dirs" in skipped[0].reason
+    # named as a root, or with the setting emptied, the folder is ingested
+    assert app.ingest(root / "_sources").chunks_written == 1
+    other = Saem(data_dir=tmp_path / "dd2", embedder=CountingEmbedder(), ingest_skip_dirs=[])
+    assert sorted(Path(r.path).name for r in other.ingest(root).files if r.status == "added") == [
+        "functools.html",
+        "functools.rst.txt",
+    ]
+
+
+CURVES_CHUNK = "## Options\n\nDrag the points to reshape the tone response of the image."
+
+
+@pytest.mark.unit
+def test_a_chunk_is_found_by_its_headings_as_well_as_its_text(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "curves.md").write_text(
+        "# 곡선 도구\n\n## Options\n\nDrag the points to reshape the tone response of the image.\n",
+        encoding="utf-8",
+    )
+    app = Saem(data_dir=tmp_path / "dd", embedder=CountingEmbedder())
+    app.ingest(root)
+    lexical = HybridSearcher(app.settings.data_dir, app.embedder, config=HybridConfig(dense_weight=0.0))
+    # "곡선" is only in the chunk's heading; "reshaping tones" only in other forms in its text
+    assert CURVES_CHUNK in [h.text for h in lexical.search("곡선 도구", k=3).hits]
+    assert [h.text for h in lexical.search("reshaping tones", k=3).hits] == [CURVES_CHUNK]
+    assert "곡선" not in CURVES_CHUNK  # the stored text, what the model reads, is the chunk's own
