@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     answer_mode: Literal["auto", "generate", "extractive", "hybrid"] = Field(
         "auto",
         description="generate; extractive (the documents' own sentences); hybrid (generate, fall back to "
-        "extractive when a check fails); auto = hybrid for the packaged SmolLM2, else generate.",
+        "extractive when a check fails); auto = extractive for the packaged SmolLM2 (measured: as often "
+        "right, 200x faster), else generate.",
     )
     prompts_dir: Path | None = Field(None, description="Folder of prompt template overrides (*.jinja).")
 

@@ -366,10 +366,10 @@ class Repl:
 
 
 def _effective_mode(settings: Any) -> str | None:
-    """'hybrid (auto: packaged SmolLM2)' and the like, for the banner."""
+    """'extractive (auto: packaged SmolLM2)' and the like, for the banner."""
     mode = getattr(settings, "answer_mode", None)
     if mode != "auto":
         return mode
     if getattr(settings, "chat_model", "") == "packaged:smollm2":
-        return "hybrid (auto: the packaged model is tiny; answers failing the checks become quotes)"
+        return "extractive (auto: the packaged model is tiny; answers quote the documents, cited)"
     return "generate (auto)"

@@ -315,13 +315,13 @@ def test_hybrid_mode_falls_back_when_the_answer_is_unsupported_or_in_the_wrong_l
     assert korean.notices and korean.language == "ko"
 
 
-def test_auto_mode_is_hybrid_only_for_the_packaged_model() -> None:
+def test_auto_mode_is_extractive_only_for_the_packaged_model() -> None:
     from saem.app.chain import answer_mode
 
     def deps(**kw: Any) -> Any:
         return SimpleNamespace(opt=lambda name, default: kw.get(name, default))
 
-    assert answer_mode(deps(chat_model="packaged:smollm2")) == "hybrid"
+    assert answer_mode(deps(chat_model="packaged:smollm2")) == "extractive"
     assert answer_mode(deps(chat_model="/models/qwen.gguf")) == "generate"
     assert answer_mode(deps(chat_model="packaged:smollm2", answer_mode="generate")) == "generate"
 

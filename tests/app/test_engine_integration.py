@@ -92,7 +92,7 @@ def test_memory_is_per_user_and_forgettable(engine: ChatEngine) -> None:
 
 
 def test_korean_question_gets_a_korean_cited_answer_with_the_packaged_model(engine: ChatEngine) -> None:
-    # SmolLM2-135M cannot write Korean; the default answer mode for it (hybrid) must still answer
+    # SmolLM2-135M cannot write Korean; the default answer mode for it (extractive) must still answer
     # in Korean, in the documents' words, with a citation that resolves to the right chunk
     assert engine.settings.answer_mode == "auto" and engine.settings.chat_model == "packaged:smollm2"
     answer = engine.ask("LoRA에서 랭크 r은 보통 어떤 값을 쓰나요?", session_id="ko-cited", user_id="u")
