@@ -131,15 +131,23 @@ def copy_pages(qa: QASet, pages: list[Path], dest: Path) -> Path:
 # --- saem ----------------------------------------------------------------------------------
 
 
+INGESTS: dict[str, dict[str, Any]] = {}  # store name -> what its ingest took (this run)
+
+
 def saem_store(work: Path, name: str, folder: Path, embed_model: str) -> Any:
     """``folder`` ingested into ``work/<name>-<embedder>`` (kept and reused with ``--store-dir``)."""
     from saem.app.saem import Saem
 
-    app = Saem(data_dir=work / f"{name}-{embed_model.split(':')[-1]}", embed_model=embed_model)
+    store = f"{name}-{embed_model.split(':')[-1]}"
+    app = Saem(data_dir=work / store, embed_model=embed_model)
     t0 = time.perf_counter()
     report = app.ingest(folder)
-    print(f"{name}: {app.stats().chunks} chunks with {embed_model} ({report.chunks_embedded} embedded, "
-          f"{time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    chunks = app.stats().chunks
+    embedded = report.chunks_embedded
+    INGESTS[store] = {"embed_model": embed_model, "chunks": chunks, "chunks_embedded": embedded,
+                      "seconds": seconds, "chunks_per_s": embedded / seconds if seconds else None}  # fmt: skip
+    print(f"{name}: {chunks} chunks with {embed_model} ({embedded} embedded, {seconds:.0f} s)", flush=True)
     return app
 
 
@@ -437,6 +445,11 @@ def run_set(qa: QASet, args: argparse.Namespace, work: Path, llm: Any, embedders
         for name, search in lc.items():
             if selected(name):
                 record(name, search, lc_chunks)
+    if not args.quick and selected("static-m"):  # the fast embedder, on the whole folder
+        st_app = saem_store(work, qa.name, qa.folder, "packaged:static-m")
+        st_chunks = chunk_hits(st_app)
+        for name, (searcher, _) in saem_e5_systems(st_app, "").items():
+            record(name.replace("e5-small", "static-m"), _hits_of(searcher), st_chunks)
     if "e5-small" in embedders and any(selected(n) for n in ("e5-small", "subset")):
         folder, label = qa.folder, ""
         if qa.real:  # e5-small is slow: both sides index the same subset of pages
@@ -527,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for qa in sets:
             results["quality"][qa.name] = run_set(qa, args, work, llm, embedders, selected, best)
+            results["ingests"] = INGESTS
             save(args.out, results)
         ans = sorted(best["answerable"])
         if best["unanswerable"]:

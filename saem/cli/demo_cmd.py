@@ -63,9 +63,9 @@ def register(app: typer.Typer) -> None:
             )
         elif app.settings.chat_model == "packaged:smollm2":
             console.print(
-                "\n[dim]The packaged SmolLM2-135M is tiny and answers poorly (it cannot write Korean). For real "
-                "answers set chat_model to a bigger instruct GGUF in "
-                f"{app.settings.data_dir / 'saem.toml'}; the sources above are what it was given.[/]"
+                "\n[dim]The packaged SmolLM2-135M is tiny and cannot write Korean, so the answers above quote the "
+                "documents (answer_mode auto = extractive). For generated answers set chat_model to a bigger "
+                f"instruct GGUF in {app.settings.data_dir / 'saem.toml'}; the sources above are what it reads.[/]"
             )
 
 
@@ -91,7 +91,7 @@ def _ask(app, question: str) -> None:  # type: ignore[no-untyped-def]
     for notice in answer.notices:
         console.print(f"[yellow]  note:[/] {notice}", highlight=False)
     cited = {c.n for c in answer.citations if c.supported}
-    console.print("[dim]  sources (hybrid retrieval: dense + lexical → RRF):[/]")
+    console.print("[dim]  sources (hybrid retrieval: dense + lexical, fused):[/]")
     for src in answer.sources:
         mark = "✓" if src.n in cited else " "
         console.print(f"  {mark} [{src.n}] {src.source} [{src.start}:{src.end}] {src.heading or '-'}", highlight=False)
