@@ -477,3 +477,35 @@ def test_a_chunk_is_found_by_its_headings_as_well_as_its_text(tmp_path: Path) ->
     assert CURVES_CHUNK in [h.text for h in lexical.search("곡선 도구", k=3).hits]
     assert [h.text for h in lexical.search("reshaping tones", k=3).hits] == [CURVES_CHUNK]
     assert "곡선" not in CURVES_CHUNK  # the stored text, what the model reads, is the chunk's own
+
+
+SPHINX_PAGE = """<html><body><div class="sphinxsidebar">Table of Contents</div><div class="body">
+<h1>functools — Higher-order functions<a class="headerlink" href="#x">¶</a></h1>
+<p>The functools module is for higher-order functions.</p>
+<dl class="py function"><dt class="sig sig-object py" id="functools.lru_cache">
+<span class="sig-prename descclassname">functools.</span><span class="sig-name descname">lru_cache</span>
+(<em class="sig-param">maxsize=128</em>, <em class="sig-param">typed=False</em>)</dt>
+<dd><p>Decorator to wrap a function with a memoizing callable that saves up to the maxsize most recent
+calls.</p></dd></dl>
+<dl class="py function"><dt class="sig sig-object py" id="functools.reduce">
+<span class="sig-prename descclassname">functools.</span><span class="sig-name descname">reduce</span>
+(<em>function</em>, <em>iterable</em>)</dt><dd><p>Apply function of two arguments cumulatively.</p></dd></dl>
+</div></body></html>"""
+
+
+@pytest.mark.unit
+def test_an_api_signature_on_a_sphinx_page_is_found_by_its_dotted_name(tmp_path: Path) -> None:
+    root = tmp_path / "html" / "library"
+    root.mkdir(parents=True)
+    (root / "functools.html").write_text(SPHINX_PAGE, encoding="utf-8")
+    (root / "other.html").write_text(
+        "<html><body><h1>Caches</h1><p>A cache keeps recent results; a function may be cached.</p></body></html>",
+        encoding="utf-8",
+    )
+    app = Saem(data_dir=tmp_path / "dd", embedder=CountingEmbedder(), chunk_tokens=40, chunk_overlap=0)
+    app.ingest(tmp_path / "html")
+    lexical = HybridSearcher(app.settings.data_dir, app.embedder, config=HybridConfig(dense_weight=0.0))
+    for query in ("functools.lru_cache(maxsize=128)", "lru_cache", "What does functools.lru_cache do?"):
+        top = lexical.search(query, k=3).hits[0]
+        assert top.source.endswith("functools.html") and "lru_cache" in top.text, (query, top.text)
+    assert all("¶" not in h.text and "Table of Contents" not in h.text for h in lexical.search("functools", k=9).hits)
