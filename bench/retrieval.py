@@ -452,14 +452,17 @@ def run_set(qa: QASet, args: argparse.Namespace, work: Path, llm: Any, embedders
             record(name.replace("e5-small", "static-m"), _hits_of(searcher), st_chunks)
     if "e5-small" in embedders and any(selected(n) for n in ("e5-small", "subset")):
         folder, label = qa.folder, ""
+        store = qa.name
         if qa.real:  # e5-small is slow: both sides index the same subset of pages
-            pages = subset_pages(qa, args.e5_pages)
-            folder = copy_pages(qa, pages, work / f"{qa.name}-subset-{args.e5_pages}-docs")
+            sizes = dict(kv.split("=", 1) for kv in args.e5_pages.split(",") if "=" in kv)
+            n_pages = int(sizes.get(qa.name, 150))
+            pages = subset_pages(qa, n_pages)
+            store = f"{qa.name}-subset-{n_pages}"
+            folder = copy_pages(qa, pages, work / f"{store}-docs")
             label = f" ({len(pages)}-page subset)"
-            sub_app = saem_store(work, f"{qa.name}-subset-{args.e5_pages}", folder, "packaged:use-m")
+            sub_app = saem_store(work, store, folder, "packaged:use-m")
             record(f"saem hybrid{label}", _hits_of(saem_systems(sub_app, None)["saem hybrid"][0]), chunk_hits(sub_app))
-        e5_app = saem_store(work, f"{qa.name}{'-subset-' + str(args.e5_pages) if qa.real else ''}", folder,
-                            "packaged:e5-small")  # fmt: skip
+        e5_app = saem_store(work, store, folder, "packaged:e5-small")
         e5_chunks = chunk_hits(e5_app)
         for name, (searcher, _) in saem_e5_systems(e5_app, label).items():
             record(name, _hits_of(searcher), e5_chunks)
@@ -474,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="no e5-small and no LLM reranker; 1k scale only")
     parser.add_argument("--llm", action="store_true", help="also the SmolLM2 pointwise reranker (slow: 16 questions)")
-    parser.add_argument("--e5-pages", type=int, default=150, help="pages of the HTML folders e5-small indexes")
+    parser.add_argument(
+        "--e5-pages",
+        default="gimp-ko=150,pydoc-en=90",
+        help="pages of each HTML folder e5-small indexes (every QA source page, then a seeded sample)",
+    )
     parser.add_argument("--scale", default=None, help="store sizes for latency, e.g. 1000,10000,100000 ('' = none)")
     parser.add_argument("--latency-only", action="store_true", help="only the latency-vs-store-size part")
     parser.add_argument("--scale-dir", type=Path, default=None, help="keep the scale stores here, reuse them")

@@ -10,8 +10,10 @@ write those words cannot be answered from them, in any language.
 
 A **key term** is a Latin-script word of the question that looks like a name rather than a
 common word: an acronym (``BERT``, ``KV``), a word with an inner capital (``FlashAttention``,
-``LoRA``), a word with digits (``GPT-2``, ``Q3_K_S``), or — in a question written in Korean — any
-capitalised Latin word (``Chinchilla``). In an English question a capitalised word is not enough
+``LoRA``), a word with digits (``GPT-2``, ``Q3_K_S``), a dotted or underscored identifier
+(``typing.override``, ``lru_cache``: every part at least two characters), a command-line option
+(``--disable-gil``), or — in a question written in Korean — any capitalised Latin word
+(``Chinchilla``). In an English question a capitalised word is not enough
 (``Hangul``, ``Hanbit Media``): the documents may be Korean and write it in Hangul. A key term is
 **missing** when no chunk holds all of its analyzer tokens (``GPT-2`` → ``gpt`` and ``2``),
 checked with one indexed FTS5 lookup per term. Hangul words are never key terms: Korean
@@ -41,11 +43,14 @@ _MAX_TERMS = 8
 _SQL = "SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1"
 
 
-def _is_key(word: str, korean: bool) -> bool:
+def _is_key(word: str, korean: bool, option: bool = False) -> bool:
     letters = [c for c in word if c.isalpha()]
     if len(word) < 2 or not letters:
         return False
-    if any(c.isdigit() for c in word):
+    if any(c.isdigit() for c in word) or option:
+        return True
+    parts = re.split(r"[._]", word)
+    if len(parts) > 1 and all(len(p) >= 2 for p in parts):  # typing.override, lru_cache (not "e.g")
         return True
     upper = sum(c.isupper() for c in letters)
     if upper == len(letters):  # acronym
@@ -60,7 +65,7 @@ def key_terms(question: str) -> list[str]:
     korean = has_hangul(question)
     out: dict[str, None] = {}
     for m in _LATIN.finditer(question):
-        if _is_key(m.group(), korean):
+        if _is_key(m.group(), korean, option=question[max(0, m.start() - 2) : m.start()] == "--"):
             out.setdefault(m.group(), None)
     return list(out)[:_MAX_TERMS]
 

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.unit
         ("what does lora train? LoRA, LoRA and iPhone", ["LoRA", "iPhone"]),
         ("토크나이저는 무엇인가요?", []),
         ("A I x", []),  # one-letter words are never names
+        ("How does typing.override or lru_cache work, e.g. with --disable-gil?",
+         ["typing.override", "lru_cache", "disable-gil"]),  # identifiers and options; not "e.g"
+        ("Is a read-only, built-in file cached?", []),  # hyphenated words are not names
         ("", []),
     ],
 )
@@ -65,6 +68,6 @@ def test_a_term_is_a_phrase_not_scattered_tokens(conn: sqlite3.Connection) -> No
 
 def test_hostile_terms_are_data_not_fts_syntax(conn: sqlite3.Connection) -> None:
     assert missing_terms(conn, 'What is NEAR "OR" AND NOT x*? DROP TABLE chunks_fts;') == [
-        "NEAR", "OR", "AND", "NOT", "DROP", "TABLE"
+        "NEAR", "OR", "AND", "NOT", "DROP", "TABLE", "chunks_fts"
     ]  # fmt: skip
     assert conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 3
