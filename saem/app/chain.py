@@ -368,6 +368,8 @@ def _generate(deps: ChainDeps, state: TurnState) -> Iterator[str | Answer]:
     elif answer_mode(deps) == "extractive":
         text = _extractive(deps, state) or deps.prompts.message("abstain", state.language, reason="")
         state.timings["ttft"] = time.perf_counter() - state.t0
+        # no model call, but the trace still shows the window a generation would have read
+        state.prompt = _render(deps, ctx.messages)
         yield text
     else:
         hybrid = answer_mode(deps) == "hybrid"

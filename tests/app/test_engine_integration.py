@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> ChatEngine:
+def parts(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> tuple[Settings, Any, Any, Any]:
+    """Settings, searcher, chat model and embedder over an ingested copy of data/ (built once)."""
     root = tmp_path_factory.mktemp("chat")
     docs = root / "docs"
     shutil.copytree(repo_root / "data", docs, ignore=shutil.ignore_patterns("qa.jsonl"))
@@ -35,10 +36,27 @@ def engine(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> ChatEng
     report = ingest(settings, [docs], embedder=embedder)
     assert report.chunks_written > 0
     searcher = HybridSearcher(settings.data_dir, embedder, config=HybridConfig.from_settings(settings))
-    model = LlamaCppChatModel.from_settings(settings)
+    return settings, searcher, LlamaCppChatModel.from_settings(settings), embedder
+
+
+def _engine(parts: tuple[Settings, Any, Any, Any], **changes: Any) -> ChatEngine:
+    settings, searcher, model, embedder = parts
+    settings = settings.model_copy(update=changes) if changes else settings
     return ChatEngine(
         settings, searcher_or_retrieve_fn=searcher, chat_model=model, memory_db=settings.db_path, embeddings=embedder
     )
+
+
+@pytest.fixture(scope="module")
+def engine(parts: tuple[Settings, Any, Any, Any]) -> ChatEngine:
+    """The defaults: with the packaged model, answer_mode auto answers extractively."""
+    return _engine(parts)
+
+
+@pytest.fixture(scope="module")
+def generating(parts: tuple[Settings, Any, Any, Any]) -> ChatEngine:
+    """The same store and models, answering with the model (answer_mode = "generate")."""
+    return _engine(parts, answer_mode="generate")
 
 
 def _chunks(engine: ChatEngine) -> dict[str, Any]:
@@ -64,7 +82,8 @@ def _check_turn(engine: ChatEngine, answer: Any, expected_source: str) -> None:
     assert call["prompt_tokens"] == b.prompt_tokens  # the builder counted exactly what the model evaluated
 
 
-def test_english_and_korean_questions_end_to_end(engine: ChatEngine) -> None:
+def test_english_and_korean_questions_end_to_end(generating: ChatEngine) -> None:
+    engine = generating
     en = engine.ask("What does top-p sampling control?", session_id="en", user_id="u")
     _check_turn(engine, en, "en_sampling.html")
     assert en.language == "en"
