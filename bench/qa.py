@@ -27,7 +27,6 @@ import json
 import re
 import shutil
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +111,11 @@ def norm(s: str) -> str:
     return _WS.sub(" ", s).strip()
 
 
-def holds_evidence(text: str, evidence: list[str], min_frac: float = 0.6) -> bool:
-    c = norm(text)
-    for span in map(norm, evidence):
-        if span in c:
-            return True
-        m = SequenceMatcher(None, span, c, autojunk=False).find_longest_match(0, len(span), 0, len(c))
-        if m.size >= min_frac * len(span):
-            return True
-    return False
+def holds_evidence(text: str, evidence: list[str]) -> bool:
+    """The shared relevance rule of ``saem.evaluation.metrics`` (a span whole, or 60 % of one)."""
+    from saem.evaluation.metrics import is_relevant
+
+    return is_relevant(text, evidence)
 
 
 def source_matches(item: dict[str, Any], source: str) -> bool:
