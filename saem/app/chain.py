@@ -52,7 +52,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from sqlalchemy.exc import OperationalError
 
-from saem.app.citations import resolve_citations
+from saem.app.citations import cited_numbers, resolve_citations
 from saem.app.context import BuiltContext, ContextBuilder, ContextInput, plain_render
 from saem.app.language import Language, detect_language, language_matches
 from saem.app.prompts import PromptTemplates
@@ -453,7 +453,7 @@ def _hybrid_gate(deps: ChainDeps, state: TurnState, generated: str) -> str:
 
     ctx = state.context
     sources = ctx.sources if ctx is not None else []
-    cited = {int(n) for n in _CITED.findall(generated)}
+    cited = cited_numbers(generated)
     cited_texts = [s.text for s in sources if s.n in cited] or [s.text for s in sources]
     reasons = check_generated(
         generated,
@@ -468,9 +468,6 @@ def _hybrid_gate(deps: ChainDeps, state: TurnState, generated: str) -> str:
         return generated
     state.notices.append(deps.prompts.message("extractive_fallback", state.language, reasons="; ".join(reasons)))
     return fallback
-
-
-_CITED = re.compile(r"\[(\d+)\]")
 
 
 def _render(deps: ChainDeps, messages: list[BaseMessage]) -> str:

@@ -26,9 +26,13 @@ from dataclasses import dataclass, replace
 from saem.app.types import Citation, Source
 from saem.ingest.sentences import split_sentences
 
-__all__ = ["Marker", "parse_markers", "resolve_citations", "verify_quote"]
+__all__ = ["MARKER", "Marker", "cited_numbers", "parse_markers", "resolve_citations", "strip_markers", "verify_quote"]
 
-_MARKERS = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+MARKER = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+"""A citation marker, ``[1]`` or ``[1, 2]``; group 1 holds the numbers. The one definition:
+every module that finds, counts or removes markers uses this pattern or the functions below."""
+_RUN_AT_END = re.compile(rf"(?:\s*{MARKER.pattern})+\s*$")  # "[1][2]" right before a point
+_STRIP = re.compile(rf"\s?{MARKER.pattern}")
 _QUOTE_BEFORE = re.compile(r"(?:\"([^\"\n]{2,}?)\"|“([^”\n]{2,}?)”|「([^」\n]{2,}?)」|『([^』\n]{2,}?)』)[\s.,:;]*$")
 _WORDS = re.compile(r"[0-9a-z]+|[\uac00-\ud7a3]+")
 _ELLIPSIS = re.compile(r"\s*(?:…|\.\.\.)\s*")
@@ -46,14 +50,24 @@ class Marker:
     claim: str
 
 
+def cited_numbers(text: str) -> set[int]:
+    """The source numbers ``text`` cites: ``"a [1], b [2, 3]"`` → ``{1, 2, 3}``."""
+    return {int(n) for m in MARKER.finditer(text) for n in m.group(1).split(",")}
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without its citation markers (and the one space before each)."""
+    return _STRIP.sub("", text)
+
+
 def parse_markers(text: str) -> list[Marker]:
     """Every cited number in ``text``, in order (``[1, 2]`` gives two markers at one place)."""
     sentences = split_sentences(text)
     out: list[Marker] = []
-    for m in _MARKERS.finditer(text):
+    for m in MARKER.finditer(text):
         before = text[max(0, m.start() - 600) : m.start()]
         # markers in a row ("[1][2]") share the quote in front of the first
-        before = re.sub(r"(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])+\s*$", "", before)
+        before = _RUN_AT_END.sub("", before)
         q = _QUOTE_BEFORE.search(before)
         quote = next((g for g in q.groups() if g), None) if q else None
         claim = _claim(text, sentences, m.start())
@@ -65,7 +79,7 @@ def parse_markers(text: str) -> list[Marker]:
 def _claim(text: str, sentences: list[tuple[int, int]], at: int) -> str:
     for a, b in sentences:
         if a <= at <= b:
-            return re.sub(r"\s+([.,;:!?。])", r"\1", _MARKERS.sub("", text[a:b])).strip()
+            return re.sub(r"\s+([.,;:!?。])", r"\1", MARKER.sub("", text[a:b])).strip()
     return ""
 
 

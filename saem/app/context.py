@@ -53,6 +53,7 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from saem.app.citations import strip_markers
 from saem.app.prompts import PromptTemplates, neutralise
 from saem.app.types import BudgetReport, Source
 from saem.errors import ConfigError
@@ -71,7 +72,6 @@ __all__ = [
 CountMessages = Callable[[Sequence[BaseMessage]], int]
 CountText = Callable[[str], int]
 
-_MARKER = re.compile(r"\s?\[\d+(?:\s*,\s*\d+)*\]")
 _WS = re.compile(r"\s+")
 
 
@@ -85,11 +85,6 @@ def plain_render(messages: Sequence[BaseMessage]) -> str:
     """A deterministic ChatML-like rendering, for models without their own template."""
     body = "".join(f"<|{m.type}|>\n{m.text}\n" for m in messages)
     return body + "<|ai|>\n"
-
-
-def strip_markers(text: str) -> str:
-    """``text`` without ``[n]`` citation markers."""
-    return _MARKER.sub("", text)
 
 
 def _first_sentence(text: str, limit: int) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from saem.app.citations import strip_markers
 from saem.ingest.sentences import split_sentences
 from saem.retrieval.analyzer import analyze
 
@@ -53,7 +54,6 @@ _STOP = frozenset(
     "could should would will shall may might must i you he she we they me my your our their there here about "
     "into over under up down out also just only very more most much many some any each every".split()
 )
-_CITATION = re.compile(r"\s*\[\d+\]")
 _STOP_TOKENS = frozenset(analyze(" ".join(sorted(_STOP))))  # as the analyzer writes them (stemmed)
 # how a sentence ends: . ! ? … and their full-width forms, possibly inside closing quotes/brackets
 _SENTENCE_END = re.compile(r"[.!?…。！？](?:[\"'”’)\]]*)\s*$")
@@ -225,7 +225,7 @@ def check_generated(
         return ["the model returned an empty answer"]
     if answer_language != question_language:
         reasons.append(f"answer is in {answer_language!r}, the question in {question_language!r}")
-    tokens = content_tokens(_CITATION.sub("", answer))
+    tokens = content_tokens(strip_markers(answer))
     if not cited_texts:
         reasons.append("the answer cites no retrieved chunk")
     elif tokens:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from saem.app.citations import MARKER
+
 __all__ = ["Language", "hangul_share", "detect_language", "language_matches", "MIN_LETTERS"]
 
 Language = Literal["ko", "en"]
@@ -23,7 +25,7 @@ Language = Literal["ko", "en"]
 MIN_LETTERS = 8
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z]")
-_NOISE = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]|https?://\S+|`[^`]*`")
+_NOISE = re.compile(rf"{MARKER.pattern}|https?://\S+|`[^`]*`")  # not language: markers, links, code
 
 
 def _counts(text: str) -> tuple[int, int]:

@@ -303,6 +303,15 @@ def test_hybrid_mode_keeps_a_supported_answer(tmp_path: Path) -> None:
     assert a.text == good and not a.notices
 
 
+@pytest.mark.parametrize("marker", ["[1, 2]", "[1,2]", "[1][2]"])
+def test_hybrid_mode_reads_every_marker_form_as_a_citation(tmp_path: Path, marker: str) -> None:
+    # "[1, 2]" once read as citing nothing, so a supported, cited answer was discarded
+    good = f"Top-p sampling keeps the smallest set of tokens whose probability mass exceeds p {marker}."
+    engine, _, _ = make(tmp_path, [good], answer_mode="hybrid")
+    a = engine.ask("What does top-p sampling keep?", session_id="s1", user_id="u")
+    assert a.text == good and not a.notices
+
+
 def test_hybrid_mode_falls_back_when_the_answer_is_unsupported_or_in_the_wrong_language(tmp_path: Path) -> None:
     engine, model, _ = make(tmp_path, ["Napoleon invented bananas at Waterloo [1].", "질문: LoRA는?"],
                             answer_mode="hybrid")

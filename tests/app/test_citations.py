@@ -105,3 +105,12 @@ def test_detect_language_edge_cases() -> None:
     assert not language_matches("이 답변은 한국어로 쓰였습니다. 영어가 아닙니다.", "en")
     assert language_matches("Top-p는 nucleus sampling is the English term.", "en")
     assert language_matches("OK [1]", "ko")  # too short to judge
+
+
+def test_one_marker_rule_finds_counts_and_strips_every_form() -> None:
+    from saem.app.citations import cited_numbers, strip_markers
+
+    text = "a [1], b [2, 3] and c [4][5]; not [x] or [12345]."
+    assert cited_numbers(text) == {1, 2, 3, 4, 5}
+    assert strip_markers(text) == "a, b and c; not [x] or [12345]."
+    assert detect_language("토큰 예산을 짭니다 [1, 2]") == "ko"
