@@ -76,7 +76,7 @@ def _use_tool_model(tool: BaseTool) -> type[BaseModel]:
     args: Any = tool.tool_call_schema
     if not (isinstance(args, type) and issubclass(args, BaseModel)):
         args = dict[str, Any]
-    name_type: Any = Literal[tool.name]  # type: ignore[valid-type]
+    name_type: Any = Literal[tool.name]
     action_type: Any = Literal["use_tool"]
     return create_model(
         f"Use_{tool.name}",

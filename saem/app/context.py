@@ -337,7 +337,10 @@ class ContextBuilder:
     def _finish(self, s: _State, inp: ContextInput, total: int, truncated: tuple[int, int] | None) -> BuiltContext:
         messages = self._messages(s, inp)
         base = self.count_text("")
-        ct = lambda text: max(self.count_text(text) - base, 0) if text else 0  # noqa: E731
+
+        def ct(text: str) -> int:  # tokens of a part, without the counter's fixed overhead
+            return max(self.count_text(text) - base, 0) if text else 0
+
         system_text, user_text = messages[0].text, messages[-1].text
         parts = {
             "tools": sum(ct(t) for t in s.tools),

@@ -203,7 +203,7 @@ def load_base(model: str | Path) -> BaseModel:
             hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         raise ModelError(f"transformers could not load {path}: {err}", path=path) from err
-    hf_model.eval()
+    hf_model.eval()  # type: ignore[no-untyped-call]  # transformers leaves Module.eval untyped
     return BaseModel(hf_model, tokenizer, setting, path, file_sha256(path), time.perf_counter() - started)
 
 

@@ -107,7 +107,7 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """Every chunk id in the index (order unspecified)."""
-        return _faiss().vector_to_array(self.index.id_map).astype(np.int64)
+        return np.asarray(_faiss().vector_to_array(self.index.id_map), dtype=np.int64)
 
     def search(self, vector: np.ndarray | Sequence[float], k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest chunks to one query vector: ``(chunk_id, cosine)``, best first.

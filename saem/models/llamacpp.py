@@ -281,7 +281,7 @@ class LlamaCppChatModel(BaseChatModel):
             content=text,
             tool_calls=calls,
             invalid_tool_calls=invalid,
-            usage_metadata=usage,  # type: ignore[arg-type]
+            usage_metadata=usage,
             response_metadata=response,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])

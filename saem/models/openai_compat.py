@@ -183,7 +183,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
             content=msg.get("content") or "",
             tool_calls=calls,
             invalid_tool_calls=invalid,
-            usage_metadata=_usage(data.get("usage")),  # type: ignore[arg-type]
+            usage_metadata=_usage(data.get("usage")),
             response_metadata={"model_name": data.get("model") or self.model,
                                "finish_reason": choice.get("finish_reason")},
         )

@@ -93,7 +93,7 @@ class TraceRecorder:
 
 def langsmith_params(model: Any, provider: str, model_name: str, stop: list[str] | None, kwargs: dict[str, Any]) -> Any:
     """The standard LangSmith params of a saem chat model (per-call overrides win over fields)."""
-    from langchain_core.language_models.chat_models import LangSmithParams
+    from langchain_core.language_models import LangSmithParams
 
     params = LangSmithParams(
         ls_provider=provider,
