@@ -127,3 +127,12 @@ def test_fusion_settings_reach_the_searchers_config(tmp_path: Path) -> None:
     assert HybridConfig.from_settings(Settings.load({"data_dir": tmp_path / "x"}, environ={})).fusion == "relative"
     with pytest.raises(ConfigError, match="fusion"):
         Settings.load({"data_dir": tmp_path}, environ={"SAEM_FUSION": "max"})
+
+
+def test_auto_answer_mode_is_decided_in_one_place() -> None:
+    from saem.settings import effective_answer_mode
+
+    assert Settings.load({}).effective_answer_mode == "extractive"  # the packaged 135M model
+    assert Settings.load({"chat_model": "/models/qwen.gguf"}).effective_answer_mode == "generate"
+    assert Settings.load({"answer_mode": "hybrid"}).effective_answer_mode == "hybrid"
+    assert effective_answer_mode("auto", "packaged:smollm2") == "extractive"

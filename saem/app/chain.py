@@ -62,6 +62,7 @@ from saem.errors import ConfigError
 from saem.memory._schema import MemoryDB
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
+from saem.settings import effective_answer_mode
 
 __all__ = ["ChainDeps", "TurnState", "Retrieved", "build_chain", "as_retrieve_fn", "looks_like_followup"]
 
@@ -423,16 +424,8 @@ def _abstention(deps: ChainDeps, state: TurnState) -> str:
 
 
 def answer_mode(deps: ChainDeps) -> str:
-    """The effective answer mode: ``auto`` is ``extractive`` for the packaged SmolLM2, else ``generate``.
-
-    Measured (``bench/answers.py``, four QA sets): with the 135M packaged model, hybrid answers
-    contain a gold answer no more often than extractive ones (the gate discards most generations)
-    and take ≈ 20 s against ≈ 0.1 s; the model also cannot write Korean.
-    """
-    mode = str(deps.opt("answer_mode", "auto"))
-    if mode == "auto":
-        return "extractive" if deps.opt("chat_model", "") == "packaged:smollm2" else "generate"
-    return mode
+    """The turn's answer mode (:func:`saem.settings.effective_answer_mode` decides ``auto``)."""
+    return effective_answer_mode(str(deps.opt("answer_mode", "auto")), str(deps.opt("chat_model", "")))
 
 
 def _extractive(deps: ChainDeps, state: TurnState) -> str:
