@@ -162,7 +162,7 @@ def main() -> int:
 
     emb = load_embedder(settings)
     _, load_s = timed(emb.load)
-    from saem.retrieval.analyzer import analyze
+    from saem.text.analyzer import analyze
 
     _, kiwi_s = timed(lambda: analyze("형태소 분석기 준비"))  # Kiwi loads once per process, like the model
     rows: dict[str, Any] = {"embedder_load_seconds": load_s, "analyzer_load_seconds": kiwi_s}

@@ -52,7 +52,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from sqlalchemy.exc import OperationalError
 
-from saem.app.citations import cited_numbers, resolve_citations
+from saem.app.citations import resolve_citations
 from saem.app.context import BuiltContext, ContextBuilder, ContextInput, plain_render
 from saem.app.language import Language, detect_language, language_matches
 from saem.app.prompts import PromptTemplates
@@ -63,6 +63,7 @@ from saem.memory._schema import MemoryDB
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
 from saem.settings import effective_answer_mode
+from saem.text.markers import cited_numbers
 
 __all__ = ["ChainDeps", "TurnState", "Retrieved", "build_chain", "as_retrieve_fn", "looks_like_followup"]
 

@@ -3,8 +3,8 @@
     cites = resolve_citations('Top-p keeps "the smallest set of tokens" [1]. See [9].', sources)
     [(c.n, c.status) for c in cites]        # [(1, 'verified'), (9, 'invalid')]
 
-Markers: ``[1]``, ``[1, 2]`` and ``[1][2]``. Each distinct ``(n, quote)`` becomes one
-:class:`~saem.app.types.Citation`, in order of first appearance. A *quote* is text in double
+Markers: ``[1]``, ``[1, 2]`` and ``[1][2]`` (the rule: :mod:`saem.text.markers`). Each distinct
+``(n, quote)`` becomes one :class:`~saem.app.types.Citation`, in order of first appearance. A *quote* is text in double
 quotes (``"…"``, ``“…”``) or Korean brackets (``「…」``, ``『…』``) that ends right before the
 marker (only spaces or ``.,:;`` between). It is checked against the text of the cited chunk *as
 the model saw it*: exactly first (then ``quote_start``/``quote_end`` are offsets in the source
@@ -24,15 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from saem.app.types import Citation, Source
-from saem.ingest.sentences import split_sentences
+from saem.text.markers import MARKER, MARKER_RUN_AT_END
+from saem.text.sentences import split_sentences
 
-__all__ = ["MARKER", "Marker", "cited_numbers", "parse_markers", "resolve_citations", "strip_markers", "verify_quote"]
+__all__ = ["Marker", "parse_markers", "resolve_citations", "verify_quote"]
 
-MARKER = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
-"""A citation marker, ``[1]`` or ``[1, 2]``; group 1 holds the numbers. The one definition:
-every module that finds, counts or removes markers uses this pattern or the functions below."""
-_RUN_AT_END = re.compile(rf"(?:\s*{MARKER.pattern})+\s*$")  # "[1][2]" right before a point
-_STRIP = re.compile(rf"\s?{MARKER.pattern}")
 _QUOTE_BEFORE = re.compile(r"(?:\"([^\"\n]{2,}?)\"|“([^”\n]{2,}?)”|「([^」\n]{2,}?)」|『([^』\n]{2,}?)』)[\s.,:;]*$")
 _WORDS = re.compile(r"[0-9a-z]+|[\uac00-\ud7a3]+")
 _ELLIPSIS = re.compile(r"\s*(?:…|\.\.\.)\s*")
@@ -50,16 +46,6 @@ class Marker:
     claim: str
 
 
-def cited_numbers(text: str) -> set[int]:
-    """The source numbers ``text`` cites: ``"a [1], b [2, 3]"`` → ``{1, 2, 3}``."""
-    return {int(n) for m in MARKER.finditer(text) for n in m.group(1).split(",")}
-
-
-def strip_markers(text: str) -> str:
-    """``text`` without its citation markers (and the one space before each)."""
-    return _STRIP.sub("", text)
-
-
 def parse_markers(text: str) -> list[Marker]:
     """Every cited number in ``text``, in order (``[1, 2]`` gives two markers at one place)."""
     sentences = split_sentences(text)
@@ -67,7 +53,7 @@ def parse_markers(text: str) -> list[Marker]:
     for m in MARKER.finditer(text):
         before = text[max(0, m.start() - 600) : m.start()]
         # markers in a row ("[1][2]") share the quote in front of the first
-        before = _RUN_AT_END.sub("", before)
+        before = MARKER_RUN_AT_END.sub("", before)
         q = _QUOTE_BEFORE.search(before)
         quote = next((g for g in q.groups() if g), None) if q else None
         claim = _claim(text, sentences, m.start())

@@ -53,11 +53,11 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from saem.app.citations import strip_markers
 from saem.app.prompts import PromptTemplates, neutralise
 from saem.app.types import BudgetReport, Source
 from saem.errors import ConfigError
-from saem.ingest.sentences import split_sentences
+from saem.text.markers import strip_markers
+from saem.text.sentences import split_sentences
 
 __all__ = [
     "ContextBuilder",

@@ -32,9 +32,9 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from saem.app.citations import strip_markers
-from saem.ingest.sentences import split_sentences
-from saem.retrieval.analyzer import analyze
+from saem.text.analyzer import analyze
+from saem.text.markers import strip_markers
+from saem.text.sentences import split_sentences
 
 __all__ = [
     "Extract",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from saem.app.citations import MARKER
+from saem.text.markers import MARKER
 
 __all__ = ["Language", "hangul_share", "detect_language", "language_matches", "MIN_LETTERS"]
 

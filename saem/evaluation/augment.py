@@ -37,7 +37,7 @@ from typing import Literal
 
 from saem.errors import SaemError
 from saem.evaluation.lora import TrainExample
-from saem.ingest.sentences import split_sentences
+from saem.text.sentences import split_sentences
 
 __all__ = [
     "Leak",

@@ -18,7 +18,7 @@ Contract of ``chunk_document``:
   group, sub-sections are merged while small; a chunk that is at least half full ends at a
   sub-section boundary. ``heading_path`` is the common prefix of the paths a chunk covers;
   ``page`` is the page where it starts (pages are not boundaries: paragraphs run across them).
-* Chunks are packed from whole sentences (``saem.ingest.sentences``). A sentence longer than
+* Chunks are packed from whole sentences (``saem.text.sentences``). A sentence longer than
   the budget is split at word boundaries, or at character boundaries if it has no spaces.
 * Consecutive chunks in the same sub-section overlap by whole trailing sentences totalling at
   most ``overlap_tokens`` (counted without the tokenizer's fixed overhead, e.g. ``[CLS]``); if the
@@ -37,8 +37,8 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from saem.ingest.sentences import split_sentences
 from saem.ingest.types import ChunkSpec, LoadedDocument, Section
+from saem.text.sentences import split_sentences
 
 __all__ = ["chunk_document"]
 

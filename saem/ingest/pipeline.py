@@ -62,8 +62,8 @@ from saem.ingest.catalogue import (
 from saem.ingest.planner import Job, Plan
 from saem.ingest.report import FileResult, FileStatus, IngestProgress, IngestReport, Stats
 from saem.ingest.types import CHUNKER_VERSION, ChunkSpec, LoadedDocument
-from saem.retrieval.analyzer import to_fts_text
 from saem.settings import Settings
+from saem.text.analyzer import to_fts_text
 
 __all__ = ["ingest", "stats", "embedder_id", "chunker_key"]
 

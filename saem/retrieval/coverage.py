@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from saem.retrieval.analyzer import analyze, has_hangul
+from saem.text.analyzer import analyze, has_hangul
 
 __all__ = ["key_terms", "missing_terms"]
 

@@ -3,7 +3,7 @@
     with catalogue.read() as session:
         hits = search(session, "토크나이저는 무엇인가요?", k=10)   # [(chunk_id, score), ...]
 
-The query goes through the same analyzer as the chunks (``saem.retrieval.analyzer``); every
+The query goes through the same analyzer as the chunks (``saem.text.analyzer``); every
 token is then quoted as an FTS5 string literal (``"tok"`` with ``"`` doubled), and the tokens
 are joined with ``OR``. So nothing a user types — ``"``, ``*``, ``NEAR``, ``AND``, ``OR 1=1``,
 ``col:`` — is ever FTS5 syntax, and the query is passed as a bound parameter, never spliced into
@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from saem.retrieval.analyzer import analyze
+from saem.text.analyzer import analyze
 
 __all__ = [
     "MAX_POSTINGS",

@@ -108,7 +108,7 @@ def test_detect_language_edge_cases() -> None:
 
 
 def test_one_marker_rule_finds_counts_and_strips_every_form() -> None:
-    from saem.app.citations import cited_numbers, strip_markers
+    from saem.text.markers import cited_numbers, strip_markers
 
     text = "a [1], b [2, 3] and c [4][5]; not [x] or [12345]."
     assert cited_numbers(text) == {1, 2, 3, 4, 5}

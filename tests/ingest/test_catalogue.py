@@ -26,8 +26,8 @@ from saem.ingest.catalogue import (
 )
 from saem.ingest.index import INDEX_FILE, META_FILE, IndexMeta, VectorIndex, open_index, read_meta
 from saem.ingest.types import ChunkSpec
-from saem.retrieval.analyzer import to_fts_text
 from saem.retrieval.lexical import search
+from saem.text.analyzer import to_fts_text
 
 pytestmark = pytest.mark.unit
 

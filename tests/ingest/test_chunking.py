@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from saem.ingest.chunking import chunk_document
 from saem.ingest.loaders.text import load_markdown
-from saem.ingest.sentences import split_sentences
 from saem.ingest.types import ChunkSpec, LoadedDocument, Section
+from saem.text.sentences import split_sentences
 
 pytestmark = pytest.mark.unit
 

@@ -30,7 +30,7 @@ import sys, time
 sys.path.insert(0, {repo!r})
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from saem.ingest.pipeline import ingest
-from saem.retrieval.analyzer import analyze
+from saem.text.analyzer import analyze
 from saem.settings import Settings
 
 class SlowFake(Embeddings):

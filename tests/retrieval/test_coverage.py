@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from saem.retrieval.analyzer import to_fts_text
 from saem.retrieval.coverage import key_terms, missing_terms
+from saem.text.analyzer import to_fts_text
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from saem.retrieval.analyzer import analyze
 from saem.retrieval.lexical import SCORE_POSTINGS_FACTOR, Plan, TermStats, plan_terms, search
+from saem.text.analyzer import analyze
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from saem.retrieval import analyzer
-from saem.retrieval.analyzer import analyze, hangul_bigrams, has_hangul, to_fts_text
 from saem.retrieval.lexical import fts_match_expression, search
+from saem.text import analyzer
+from saem.text.analyzer import analyze, hangul_bigrams, has_hangul, to_fts_text
 
 pytestmark = pytest.mark.unit
 
