@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -274,6 +274,25 @@ class LlamaEngine:
         self.load()
         with self._claim(), self.lock:
             yield self._llama
+
+    def next_token_logits(self, prompts: Sequence[str]) -> list[Any]:
+        """The model's next-token logits (a float64 array of ``n_vocab``) after each rendered
+        prompt, in one hold of the model. Each evaluation reuses the prefix the KV cache holds
+        from the one before (scoring many passages under one question re-reads only the
+        passage); a prompt longer than ``n_ctx - 1`` tokens is cut at the end."""
+        import llama_cpp
+        import numpy as np
+
+        out = []
+        with self.hold() as llama:
+            for prompt in prompts:
+                tokens = self._tokenize_unlocked(prompt)[: llama.n_ctx() - 1]
+                shared = min(_common_prefix(llama, tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
+                llama.n_tokens = shared
+                llama.eval(tokens[shared:])
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llama.ctx), shape=(llama.n_vocab(),))
+                out.append(logits.astype(np.float64))
+        return out
 
     def prefill(self, prompt: str) -> threading.Thread | None:
         """Evaluate ``prompt`` (a rendered prefix of a later prompt) into the KV cache, in the

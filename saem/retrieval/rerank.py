@@ -136,8 +136,8 @@ class LlmReranker:
     The prompt (``_LLM_PROMPT``, rendered with the model's own chat template) puts the question
     before the passage, so consecutive passages share the question's prefix in the KV cache.
     Each passage costs one prompt evaluation (no sampling). Uses the chat model's
-    ``LlamaEngine`` and holds its lock for the whole call, so it never interleaves with a chat
-    call. ``max_chars`` keeps prompts short (the tiny default model reads ~1k tokens well).
+    ``LlamaEngine`` (``next_token_logits``, one hold of the model's lock for all passages, so it
+    never interleaves with a chat call; no llama-cpp-python internals here). ``max_chars`` keeps prompts short (the tiny default model reads ~1k tokens well).
     """
 
     def __init__(self, chat_model: Any = None, *, engine: LlamaEngine | None = None, max_chars: int = 600) -> None:
@@ -187,25 +187,11 @@ class LlmReranker:
         prompts = [self.render(engine, query, p) for p in passages]
         with engine.hold() as llama:
             yes, no = self._answer_tokens(llama)
-            return [_yes_logprob(llama, engine, prompt, yes, no) for prompt in prompts]
+        return [_yes_share(logits, yes, no) for logits in engine.next_token_logits(prompts)]
 
 
-def _yes_logprob(llama: Any, engine: LlamaEngine, prompt: str, yes: list[int], no: list[int]) -> float:
-    """Evaluate ``prompt`` (reusing the cached prefix) and read the next-token logits. Lock held."""
-    tokens = engine._tokenize_unlocked(prompt)
-    n_ctx = int(llama.n_ctx())
-    if len(tokens) >= n_ctx:
-        tokens = tokens[: n_ctx - 1]
-    past = int(llama.n_tokens)
-    shared = 0
-    for a, b in zip(llama.input_ids[:past], tokens, strict=False):
-        if a != b:
-            break
-        shared += 1
-    shared = min(shared, len(tokens) - 1)  # evaluate at least one token to get fresh logits
-    llama.n_tokens = shared
-    llama.eval(tokens[shared:])
-    logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+def _yes_share(logits: np.ndarray, yes: list[int], no: list[int]) -> float:
+    """log P(yes) − log(P(yes) + P(no)) over the answer's first token."""
     top = float(logits.max())
     log_z = top + math.log(float(np.exp(logits - top).sum()))
     lp_yes = _logsumexp(logits[yes]) - log_z
