@@ -37,7 +37,6 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
-from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from saem.app.chain import ChainDeps, as_retrieve_fn, build_chain
@@ -45,8 +44,8 @@ from saem.app.context import ContextBuilder
 from saem.app.prompts import PromptTemplates
 from saem.app.traces import TraceStore, TurnTrace
 from saem.app.types import Answer
-from saem.memory._schema import ChatMessage, ChatSession, MemoryDB
-from saem.memory.history import SessionInfo, SQLiteChatMessageHistory, list_sessions
+from saem.memory._schema import MemoryDB
+from saem.memory.history import SessionInfo, list_sessions, session_messages
 from saem.memory.longterm import LongTermMemory, Memory
 
 __all__ = ["ChatEngine"]
@@ -119,29 +118,11 @@ class ChatEngine:
     def history(self, session_id: str, *, user_id: str | None = None) -> list[BaseMessage]:
         """The session's messages, oldest first ([] for an unknown session). With ``user_id``,
         another user's session raises ``SessionForbidden``."""
-        if user_id is None:
-            with self.db.read() as s:
-                owner = s.scalar(select(ChatSession.user_id).where(ChatSession.id == session_id))
-            if owner is None:
-                return []
-            user_id = owner
-        return SQLiteChatMessageHistory(session_id, self.db, user_id).messages
+        return session_messages(self.db, session_id, user_id=user_id)
 
     def sessions(self, user_id: str | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first: the user's, or everyone's when ``user_id`` is None."""
-        if user_id is not None:
-            return list_sessions(self.db, user_id)
-        import json
-
-        n = select(func.count(ChatMessage.seq)).where(ChatMessage.session_id == ChatSession.id).scalar_subquery()
-        with self.db.read() as s:
-            rows = s.execute(select(ChatSession, n).order_by(ChatSession.updated_at.desc(), ChatSession.id)).all()
-            return [
-                SessionInfo(
-                    r.id, r.user_id, r.title, dict(json.loads(r.state or "{}")), r.created_at, r.updated_at, int(count)
-                )
-                for r, count in rows
-            ]
+        return list_sessions(self.db, user_id)
 
     def memories(self, user_id: str) -> list[Memory]:
         """The user's long-term memories, oldest first."""

@@ -7,7 +7,9 @@
     print(app.stats())
 
 Construction is cheap; models load lazily, once, when first needed. Every component receives
-``app.settings`` explicitly.
+``app.settings`` explicitly. Reading and deleting what is stored — ``sessions``, ``history``,
+``delete_session``, ``memories``, ``forget(id=...)``, ``trace``, ``stats`` — opens only the
+database and never builds a model (``forget(query=...)`` builds the embedder, not the chat model).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from saem.models.check import ModelStatus, check_models
 from saem.settings import Settings
@@ -31,11 +33,12 @@ if TYPE_CHECKING:
 
     from saem.agents.types import AgentResult
     from saem.app.engine import ChatEngine
-    from saem.app.traces import TurnTrace
+    from saem.app.traces import TraceStore, TurnTrace
     from saem.app.types import Answer
     from saem.ingest.report import IngestProgress, IngestReport, Stats
+    from saem.memory._schema import MemoryDB
     from saem.memory.history import SessionInfo
-    from saem.memory.longterm import Memory
+    from saem.memory.longterm import LongTermMemory, Memory
     from saem.retrieval.hybrid import HybridSearcher
     from saem.retrieval.types import RetrievalResult
 
@@ -69,6 +72,7 @@ class Saem:
         self._searcher: HybridSearcher | None = None
         self._chat_model: BaseChatModel | None = None
         self._engine: ChatEngine | None = None
+        self._store: _Store | None = None
 
     def __repr__(self) -> str:
         return f"Saem(data_dir={str(self.settings.data_dir)!r})"
@@ -198,7 +202,7 @@ class Saem:
     @property
     def engine(self) -> ChatEngine:
         """The chat engine: chain, sessions, long-term memory and traces in ``saem.db``."""
-        searcher, model, embedder = self.searcher, self.chat_model, self.embedder
+        searcher, model, embedder, db = self.searcher, self.chat_model, self.embedder, self._memory().db
         with self._lock:
             if self._engine is None:
                 from saem.app.engine import ChatEngine
@@ -207,10 +211,26 @@ class Saem:
                     self.settings,
                     searcher_or_retrieve_fn=searcher,
                     chat_model=model,
-                    memory_db=self.settings.db_path,
+                    memory_db=db,
                     embeddings=embedder,
                 )
             return self._engine
+
+    def _memory(self) -> _Store:
+        """The store alone: the memory database of ``settings.db_path`` (opened, and its tables
+        created, on first use; shared with the engine), long-term memory over it whose embedder is
+        built only when something is embedded, and the trace store. Builds no model."""
+        with self._lock:
+            path = self.settings.db_path
+            if self._store is None or self._store.path != path:
+                from saem.app.traces import TraceStore
+                from saem.memory._schema import MemoryDB
+                from saem.memory.longterm import LongTermMemory
+
+                db = MemoryDB.open(path)
+                ltm = LongTermMemory(db, _deferred_embeddings(lambda: self.embedder))
+                self._store = _Store(path, db, ltm, TraceStore(db))
+            return self._store
 
     @property
     def chain(self) -> Runnable[Any, Any]:
@@ -238,38 +258,47 @@ class Saem:
         """
         if tools is None:
             return self.engine.ask(question, session_id=session_id, user_id=user_id)
-        return self._agent(question, session_id=session_id, user_id=user_id, tools=tools, agent=agent,
-                           confirm=confirm)
+        return self._agent(question, session_id=session_id, user_id=user_id, tools=tools, agent=agent, confirm=confirm)
 
     def stream(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Iterator[Any]:
         """Yield answer tokens (``str``) as they come, then the final ``Answer``."""
         return self.engine.stream(question, session_id=session_id, user_id=user_id)
 
     def history(self, session_id: str) -> list[BaseMessage]:
-        """The session's messages, oldest first."""
-        return self.engine.history(session_id)
+        """The session's messages, oldest first ([] for an unknown session). Store only."""
+        from saem.memory.history import session_messages
+
+        return session_messages(self._memory().db, session_id)
 
     def sessions(self, user_id: str | None = None) -> list[SessionInfo]:
-        """Sessions, most recent first (one user's, or all)."""
-        return self.engine.sessions(user_id)
+        """Sessions, most recent first (one user's, or all). Store only."""
+        from saem.memory.history import list_sessions
+
+        return list_sessions(self._memory().db, user_id)
 
     def delete_session(self, session_id: str, *, user_id: str = "default") -> bool:
-        """Delete one of the user's sessions; False if the user has no such session."""
+        """Delete one of the user's sessions with everything holding its text (messages, title,
+        state, turn traces) in one transaction, overwritten on disk and checkpointed out of the
+        WAL; False, deleting nothing, if the user has no such session (another user's included).
+        The user's long-term memories stay (see :meth:`forget`). Store only."""
         from saem.memory.history import delete_session
 
-        return delete_session(self.engine.db, user_id, session_id)
+        return delete_session(self._memory().db, user_id, session_id)
 
     def memories(self, user_id: str) -> list[Memory]:
-        """The user's long-term memories."""
-        return self.engine.memories(user_id)
+        """The user's long-term memories, oldest first. Store only."""
+        return self._memory().ltm.memories(user_id)
 
     def forget(self, user_id: str, *, id: int | None = None, query: str | None = None) -> list[Memory]:
-        """Remove the user's memory ``id`` or those close to ``query``; returns what was removed."""
-        return self.engine.forget(user_id, id=id, query=query)
+        """Remove the user's memory ``id`` or those close to ``query``; returns what was removed.
+        The removed texts are also redacted from the user's turn traces, so no copy remains (see
+        ``LongTermMemory.forget``). By ``id``: store only; by ``query``: builds the embedder."""
+        return self._memory().ltm.forget(user_id, id=id, query=query)
 
     def trace(self, trace_id: str) -> TurnTrace | None:
-        """The stored trace of a turn (rendered prompt, budget, timings, retrieved ids, tool calls)."""
-        return self.engine.trace(trace_id)
+        """The stored trace of a turn (rendered prompt, budget, timings, retrieved ids, tool calls),
+        or None. Store only."""
+        return self._memory().traces.get(trace_id)
 
     def configure(self, **changes: Any) -> None:
         """Change settings for the next turns (e.g. ``temperature=0``); validated like any setting."""
@@ -283,8 +312,16 @@ class Saem:
 
     # --- agents and extraction -----------------------------------------------------------------
 
-    def _agent(self, question: str, *, session_id: str, user_id: str, tools: str | Sequence[str], agent: str,
-               confirm: Callable[[str, dict[str, Any]], bool] | None) -> AgentResult:
+    def _agent(
+        self,
+        question: str,
+        *,
+        session_id: str,
+        user_id: str,
+        tools: str | Sequence[str],
+        agent: str,
+        confirm: Callable[[str, dict[str, Any]], bool] | None,
+    ) -> AgentResult:
         """One agent turn, stored like a chain turn: the session's recent turns go in as history
         (``SessionForbidden`` for another user's session, before any model call); afterwards the
         question and the answer are appended in one transaction (the answer's
@@ -375,8 +412,9 @@ class Saem:
         finally:
             cat.close()
 
-    def extract(self, schema: type[BaseModel], *, text: str | None = None, query: str | None = None,
-                retries: int = 2) -> BaseModel:
+    def extract(
+        self, schema: type[BaseModel], *, text: str | None = None, query: str | None = None, retries: int = 2
+    ) -> BaseModel:
         """A validated ``schema`` object from ``text`` or from the documents ``query`` retrieves.
 
         Retries show the model its validation error; after ``retries`` it raises
@@ -390,6 +428,33 @@ class Saem:
             return extract(self.chat_model, schema, text=text, retries=retries)
         docs = self.retrieve(query or "", self.settings.retrieve_k)
         return extract(self.chat_model, schema, documents=docs, retries=retries)
+
+
+class _Store(NamedTuple):
+    path: Path
+    db: MemoryDB
+    ltm: LongTermMemory
+    traces: TraceStore
+
+
+def _deferred_embeddings(get: Callable[[], Embeddings]) -> Embeddings:
+    """An ``Embeddings`` that calls ``get()`` when it first embeds (or is asked its ``model_id``),
+    so a store opened to read or delete never resolves an embedding model."""
+    from langchain_core.embeddings import Embeddings
+
+    class Deferred(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return get().embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return get().embed_query(text)
+
+        @property
+        def model_id(self) -> str:
+            real = get()
+            return str(getattr(real, "model_id", None) or type(real).__name__)
+
+    return Deferred()
 
 
 def _plain_turns(messages: Sequence[BaseMessage], turns: int) -> list[BaseMessage]:

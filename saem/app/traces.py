@@ -5,24 +5,27 @@
     t = store.get(trace_id)                                # TurnTrace or None
     print(t.prompt); t.budget["parts"]; t.timings["retrieve"]; t.retrieved[0]["score"]
 
-Table ``chat_traces`` (own ``MetaData``, so it shares ``saem.db`` with the catalogue and the
-memory tables without creating theirs): id (hex), session, user, created_at, question and the
-standalone (condensed) question, language, abstained, the fully rendered prompt of the answer
-call, prompt tokens, and JSON columns: budget (tokens per part, drops), timings (seconds per
-stage), retrieved (ids, sources, scores, ranks), model calls (``ChatTrace.summary()`` of every
-LLM call: condense, answer, retry), tool calls, answer, citations, notices, and the retrieval
-stage's warnings (what it degraded without failing: a query cut to the model's limit, a reranker
-that raised and was skipped, so the fused order was kept). Every field of :class:`TurnTrace` that
-is not a column lives in the JSON ``data``; a field missing there (a row written before the field
-existed) reads back as its default, and keys this version does not know are ignored.
+Table ``chat_traces`` (``saem.memory._schema.TraceRow``, on its own ``MetaData``, so it shares
+``saem.db`` with the catalogue and the memory tables without creating theirs): id (hex),
+session, user, created_at, question and the standalone (condensed) question, language,
+abstained, the fully rendered prompt of the answer call, prompt tokens, and JSON columns: budget
+(tokens per part, drops), timings (seconds per stage), retrieved (ids, sources, scores, ranks),
+model calls (``ChatTrace.summary()`` of every LLM call: condense, answer, retry), tool calls,
+answer, citations, notices, and the retrieval stage's warnings (what it degraded without
+failing: a query cut to the model's limit, a reranker that raised and was skipped, so the fused
+order was kept). Every field of :class:`TurnTrace` that is not a column lives in the JSON
+``data``; a field missing there (a row written before the field existed) reads back as its
+default, and keys this version does not know are ignored.
 
 Agent turns (``Saem.ask(..., tools=...)``) are traced in the same table: ``agent`` names the
 runner (``router``/``loop``; ``""`` for a chain turn), ``steps`` lists each route choice, model
 call and tool call in order with its seconds, ``tool_calls`` each call's name, arguments,
 status, reason and result summary, ``stop_reason`` why the run ended (see :func:`agent_trace`).
 
-Rows are written once, after the turn; never updated. Prompts hold user data: a trace lives as
-long as its session (``delete_session`` callers should also call ``delete_for_session``).
+Rows are written once, after the turn. Prompts hold user data: a trace lives as long as its
+session (``saem.memory.history.delete_session`` deletes it with the session, in the same
+transaction), and forgetting a memory redacts its text in the user's traces
+(``saem.memory.erase``), the only update a row ever gets.
 """
 
 from __future__ import annotations
@@ -32,36 +35,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Index, String, Text, delete, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import delete, select
 
-from saem.memory._schema import MemoryDB
+from saem.memory._schema import MemoryDB, TraceBase, TraceRow
 
 if TYPE_CHECKING:
     from saem.agents.types import AgentResult
 
 __all__ = ["TurnTrace", "TraceStore", "TraceRow", "agent_trace"]
-
-
-class _TraceBase(DeclarativeBase):
-    pass
-
-
-class TraceRow(_TraceBase):
-    __tablename__ = "chat_traces"
-    __table_args__ = (Index("ix_chat_traces_session", "session_id", "created_at"),)
-
-    id: Mapped[str] = mapped_column(String, primary_key=True)
-    session_id: Mapped[str] = mapped_column(String)
-    user_id: Mapped[str] = mapped_column(String)
-    created_at: Mapped[float]
-    question: Mapped[str] = mapped_column(Text)
-    standalone_question: Mapped[str] = mapped_column(Text)
-    language: Mapped[str] = mapped_column(String)
-    abstained: Mapped[bool] = mapped_column(Boolean)
-    prompt: Mapped[str] = mapped_column(Text)
-    prompt_tokens: Mapped[int]
-    data: Mapped[str] = mapped_column(Text)  # JSON: budget, timings, retrieved, calls, tool_calls, answer, ...
 
 
 @dataclass
@@ -121,7 +102,7 @@ class TraceStore:
     def __init__(self, db: MemoryDB) -> None:
         self.db = db
         with db.write() as s:
-            _TraceBase.metadata.create_all(s.connection())
+            TraceBase.metadata.create_all(s.connection())
 
     def add(self, trace: TurnTrace) -> str:
         """Store ``trace`` (one transaction); returns its id."""
@@ -160,7 +141,8 @@ class TraceStore:
             return [_trace(r) for r in s.scalars(query)][::-1]
 
     def delete_for_session(self, session_id: str) -> int:
-        """Delete the session's traces; returns how many."""
+        """Delete the session's traces (whoever's they are); returns how many. ``delete_session``
+        already does this for a user's session; this is for traces whose session row is gone."""
         with self.db.write() as s:
             result = s.execute(delete(TraceRow).where(TraceRow.session_id == session_id))
             return int(getattr(result, "rowcount", 0) or 0)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from saem.memory._schema import MemoryDB
+    from saem.memory.commands import Command, parse_command
+    from saem.memory.extraction import extraction_prompt
     from saem.memory.history import (
         SessionForbidden,
         SessionInfo,
@@ -25,15 +27,12 @@ if TYPE_CHECKING:
         list_sessions,
     )
     from saem.memory.longterm import (
-        Command,
         LLMDecider,
         LongTermMemory,
         Memory,
         MemoryDecision,
         Proposal,
         ThresholdDecider,
-        extraction_prompt,
-        parse_command,
     )
     from saem.memory.store import SQLiteStore
 
@@ -50,9 +49,9 @@ _LAZY = {
     "Proposal": "saem.memory.longterm",
     "ThresholdDecider": "saem.memory.longterm",
     "LLMDecider": "saem.memory.longterm",
-    "Command": "saem.memory.longterm",
-    "parse_command": "saem.memory.longterm",
-    "extraction_prompt": "saem.memory.longterm",
+    "Command": "saem.memory.commands",
+    "parse_command": "saem.memory.commands",
+    "extraction_prompt": "saem.memory.extraction",
     "SQLiteStore": "saem.memory.store",
 }
 

@@ -26,18 +26,20 @@ from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, HumanMessage, message_to_dict, messages_from_dict
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from saem.errors import SaemError
 from saem.memory._schema import ChatMessage, ChatSession, MemoryDB
+from saem.memory.erase import erase_session
 
 __all__ = [
     "SQLiteChatMessageHistory",
     "SessionInfo",
     "SessionForbidden",
     "list_sessions",
+    "session_messages",
     "delete_session",
     "TITLE_CHARS",
 ]
@@ -139,7 +141,8 @@ class SQLiteChatMessageHistory(BaseChatMessageHistory):
     # --- session helpers -----------------------------------------------------------------------
 
     def delete(self) -> bool:
-        """Remove the session, its messages and state. Returns whether it existed."""
+        """Remove the session, its messages, state and traces (``delete_session``). Returns
+        whether it existed for this user."""
         return delete_session(self.db, self.user_id, self.session_id)
 
     def info(self) -> SessionInfo | None:
@@ -229,23 +232,40 @@ class SQLiteChatMessageHistory(BaseChatMessageHistory):
         return f"SQLiteChatMessageHistory({self.session_id!r}, {self.db!r}, user_id={self.user_id!r})"
 
 
-def list_sessions(db: MemoryDB | str | Path | URL, user_id: str, *, limit: int | None = None) -> list[SessionInfo]:
-    """The user's sessions, most recently updated first."""
+def list_sessions(
+    db: MemoryDB | str | Path | URL, user_id: str | None, *, limit: int | None = None
+) -> list[SessionInfo]:
+    """The user's sessions (everyone's when ``user_id`` is None), most recently updated first."""
     with MemoryDB.open(db).read() as s:
-        return _infos(s, ChatSession.user_id == user_id, limit=limit)
+        return _infos(s, true() if user_id is None else ChatSession.user_id == user_id, limit=limit)
+
+
+def session_messages(
+    db: MemoryDB | str | Path | URL, session_id: str, *, user_id: str | None = None
+) -> list[BaseMessage]:
+    """The session's messages, oldest first ([] for an unknown session). With ``user_id``,
+    another user's session raises ``SessionForbidden``; without, it is read as its owner."""
+    memory_db = MemoryDB.open(db)
+    if user_id is None:
+        with memory_db.read() as s:
+            user_id = s.scalar(select(ChatSession.user_id).where(ChatSession.id == session_id))
+        if user_id is None:
+            return []
+    return SQLiteChatMessageHistory(session_id, memory_db, user_id).messages
 
 
 def delete_session(db: MemoryDB | str | Path | URL, user_id: str, session_id: str) -> bool:
-    """Delete one of the user's sessions with its messages. False if there is no such session
-    for this user (another user's session is left alone)."""
-    with MemoryDB.open(db).write() as s:
-        owned = ChatSession.id == session_id, ChatSession.user_id == user_id
-        if s.scalar(select(ChatSession.id).where(*owned)) is None:
-            return False
-        # explicit, so it does not depend on the connection's foreign_keys pragma
-        s.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
-        s.execute(delete(ChatSession).where(*owned))
-        return True
+    """Delete one of the user's sessions with everything that holds its text: messages, title,
+    state and turn traces (see ``saem.memory.erase``), in one write transaction; then checkpoint
+    the WAL so the deleted text leaves ``saem.db-wal`` too (skipped, not waited for, when busy).
+    False, deleting nothing, if there is no such session for this user (another user's session
+    is left alone). Long-term memories learnt in the session stay: they belong to the user."""
+    memory_db = MemoryDB.open(db)
+    with memory_db.write() as s:
+        deleted = erase_session(s, user_id, session_id)
+    if deleted:
+        memory_db.checkpoint()
+    return deleted
 
 
 def _infos(s: Session, where: Any, *, limit: int | None = None) -> list[SessionInfo]:

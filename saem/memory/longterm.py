@@ -22,7 +22,8 @@ transaction, which is one short ``BEGIN IMMEDIATE``.
 Similarity is cosine over L2-normalised float32 vectors, computed with numpy over all of the
 user's rows per call: fine for the thousands of facts a person accumulates (a 10k × 512 matrix is
 20 MB and a millisecond), not meant for millions. Rows embedded by another model are re-embedded
-on first use.
+on first use. The LLM step lives in ``saem.memory.extraction``, command parsing in
+``saem.memory.commands`` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -32,19 +33,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from saem.errors import StructuredOutputError
 from saem.memory._schema import MemoryDB, MemoryRow
+from saem.memory.commands import Command, parse_command
+from saem.memory.erase import redact_traces
+from saem.memory.extraction import MemoryOp, MemoryOps, ask_memory_ops, extraction_prompt
 
 __all__ = [
     "Memory",
@@ -159,68 +160,6 @@ class ThresholdDecider:
 # --- the LLM step ------------------------------------------------------------------------------
 
 
-class MemoryOp(BaseModel):
-    """One operation on the user's memories."""
-
-    # every key required, so a grammar makes even a small model write all three, in this order
-    action: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
-    text: str = Field(description="the fact, one short sentence (for ADD and UPDATE; may be empty otherwise)")
-    target: int | None = Field(description="the number of an existing memory (UPDATE, DELETE, NOOP), else null")
-
-
-class MemoryOps(BaseModel):
-    """The operations to apply to the user's memories after a conversation turn."""
-
-    operations: list[MemoryOp]
-
-
-_SYSTEM = """You maintain a list of durable facts about the user: preferences, biography, plans, \
-relationships, and anything the user asks you to remember. Read the conversation turn and compare \
-it with the existing memories. For each new or changed fact output one operation:
-- ADD: a new fact (write it as one short sentence, in the language of the conversation);
-- UPDATE: an existing memory is now different or more precise (give its number and the new text);
-- DELETE: the user says an existing memory is wrong or asks to forget it (give its number);
-- NOOP: the fact is already remembered (give its number).
-Ignore small talk, questions, and facts about the world that are not about the user.
-Answer with JSON only: {"operations": [{"action": "ADD", "text": "...", "target": null}]}.
-Output {"operations": []} when there is nothing to remember."""
-
-
-def extraction_prompt(turn_text: str, candidates: Sequence[Memory]) -> list[BaseMessage]:
-    """The messages ``extract_facts`` sends: existing memories are numbered 0..n-1 (not by row
-    id, so a model cannot name a row it was not shown)."""
-    listed = "\n".join(f"{i}. {m.text}" for i, m in enumerate(candidates)) or "(none)"
-    return [
-        SystemMessage(_SYSTEM),
-        HumanMessage(f"Existing memories:\n{listed}\n\nConversation turn:\n{turn_text.strip()}"),
-    ]
-
-
-def _ask(model: BaseChatModel, messages: list[BaseMessage]) -> MemoryOps:
-    """``with_structured_output(MemoryOps)``; if the model answered in text instead of the tool
-    call (e.g. a fake or a model without tools), the JSON in its text is parsed."""
-    try:
-        out: Any = model.with_structured_output(MemoryOps, include_raw=True).invoke(messages)
-    except NotImplementedError:
-        out = {"raw": model.invoke(messages), "parsed": None}
-    parsed = out.get("parsed") if isinstance(out, dict) else out
-    if isinstance(parsed, MemoryOps):
-        return parsed
-    if isinstance(parsed, dict):
-        return MemoryOps.model_validate(parsed)
-    raw = out.get("raw") if isinstance(out, dict) else None
-    raw_text = raw.text if isinstance(raw, BaseMessage) else ""
-    body = re.sub(r"^\s*```(?:json)?\s*|\s*```\s*$", "", raw_text)
-    try:
-        return MemoryOps.model_validate_json(body)
-    except ValidationError as err:
-        raise StructuredOutputError(
-            f"memory extraction: the model's answer is not valid MemoryOps JSON ({err.error_count()} errors)",
-            raw=raw_text,
-            hint="use a model with structured output (json_schema) or a larger model",
-        ) from err
-
-
 @dataclass(frozen=True)
 class LLMDecider:
     """A ``decide`` step that asks a chat model about one fact (one call per ``add``)."""
@@ -228,69 +167,12 @@ class LLMDecider:
     model: BaseChatModel
 
     def __call__(self, text: str, candidates: Sequence[Memory]) -> Proposal:
-        ops = _ask(self.model, extraction_prompt(f"Remember this fact: {text}", candidates)).operations
+        ops = ask_memory_ops(self.model, extraction_prompt(f"Remember this fact: {text}", candidates)).operations
         if not ops:
             return Proposal("NOOP", reason="the model proposed nothing")
         op = ops[0]
         target = candidates[op.target].id if op.target is not None and 0 <= op.target < len(candidates) else -1
         return Proposal(op.action, target=None if op.target is None else target, text=op.text or None, reason="llm")
-
-
-# --- commands ----------------------------------------------------------------------------------
-
-
-class Command(NamedTuple):
-    action: Literal["remember", "forget"]
-    fact: str
-
-
-_EN_REMEMBER = re.compile(r"^(?:please\s*,?\s+)?remember(?:\s+that\b|\s*[:,])\s*(?P<fact>.+)$", re.I | re.S)
-_EN_FORGET = re.compile(r"^(?:please\s*,?\s+)?forget(?:\s+that\b|\s+about\b|\s*[:,]|\s)\s*(?P<fact>.+)$", re.I | re.S)
-_NOT_A_FACT = {"it", "that", "this", "about", "everything", "그거", "그것", "이거"}
-_KO_FIRST = re.compile(
-    r"^\s*(?P<verb>기억|잊어)(?:해)?\s*(?:줘|주세요|둬|두세요|줄래|버려|버려줘)?\s*[:：,]\s*(?P<fact>.+)$"
-    r"|^\s*(?P<verb2>기억해|잊어)\s*(?:줘|주세요|둬|두세요|버려)\s+(?P<fact2>.+)$",
-    re.DOTALL,
-)
-_KO_LAST = re.compile(
-    r"^\s*(?P<fact>.+?)\s*(?:(?P<obj>을|를|걸)\s*(?P<r>기억해)|(?:을|를|걸|은|는)?\s*(?P<f>잊어))"
-    r"\s*(?:줘|주세요|둬|두세요|버려|버려줘|줄래)?\s*[.!~。]*\s*$",
-    re.DOTALL,
-)
-
-
-def parse_command(text: str) -> Command | None:
-    """An explicit memory command, or ``None``. Recognised (case-insensitive, at the start or,
-    in Korean, at the end of the message): "remember that …", "remember: …", "please remember
-    …:", "forget …", "forget that/about …", "기억해 줘 …", "기억해: …", "…을/를 기억해(줘)",
-    "잊어 줘 …", "…을/를/은/는 잊어(줘/버려)". Questions ("…?") are not commands."""
-    stripped = text.strip()
-    if not stripped or stripped.endswith(("?", "？")):
-        return None
-    m = _EN_REMEMBER.match(stripped)
-    if m:
-        return _command("remember", m.group("fact"))
-    m = _EN_FORGET.match(stripped)
-    if m:
-        return _command("forget", m.group("fact"))
-    m = _KO_FIRST.match(stripped)
-    if m:
-        verb = m.group("verb") or m.group("verb2")
-        return _command("remember" if verb.startswith("기억") else "forget", m.group("fact") or m.group("fact2"))
-    m = _KO_LAST.match(stripped)
-    if m:
-        return _command("remember" if m.group("r") else "forget", m.group("fact"))
-    return None
-
-
-def _command(action: Literal["remember", "forget"], fact: str) -> Command | None:
-    fact = fact.strip().strip("\"'“”‘’「」").strip()
-    fact = re.sub(r"[.!。~\s]+$", "", fact)
-    # "…라는 것/…다는 것" (that …) names the fact itself
-    fact = re.sub(r"이라는\s*(?:것|거)?$", "이다", fact)
-    fact = re.sub(r"라는\s*(?:것|거)?$", "다", fact)
-    fact = re.sub(r"다는\s*(?:것|거)?$", "다", fact)
-    return Command(action, fact) if fact and fact.lower() not in _NOT_A_FACT else None
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -318,11 +200,16 @@ class LongTermMemory:
     ) -> None:
         self.db = MemoryDB.open(db)
         self.embeddings = embeddings
-        self.model_id = str(getattr(embeddings, "model_id", None) or type(embeddings).__name__)
         self.default_decider = ThresholdDecider()
         self.decide: Decide = decide or self.default_decider
         self.k_candidates = k_candidates
         self.forget_threshold = forget_threshold
+
+    @property
+    def model_id(self) -> str:
+        """The embedder's id, stored with each vector. Read when a vector is written, not before:
+        ``memories`` and ``forget(id=...)`` never touch the embedder."""
+        return str(getattr(self.embeddings, "model_id", None) or type(self.embeddings).__name__)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -365,7 +252,7 @@ class LongTermMemory:
         change the user's memories; apply them. One model call. Raises ``StructuredOutputError``
         when the answer does not parse (nothing is written then)."""
         candidates = self.recall(user_id, turn_text, k)
-        ops = _ask(model, extraction_prompt(turn_text, candidates)).operations
+        ops = ask_memory_ops(model, extraction_prompt(turn_text, candidates)).operations
         texts = [op.text.strip() for op in ops]
         need = sorted({t for t, op in zip(texts, ops, strict=True) if t and op.action in ("ADD", "UPDATE")})
         vectors = dict(zip(need, self._embed(need), strict=True)) if need else {}
@@ -390,7 +277,9 @@ class LongTermMemory:
     ) -> list[Memory]:
         """Delete the user's memory ``id``, or every memory whose cosine to ``query`` is at least
         ``threshold`` (default ``forget_threshold``). Returns the removed memories (scored when by
-        query); another user's id removes nothing."""
+        query); another user's id removes nothing. In the same transaction the removed texts are
+        redacted from the user's turn traces (``saem.memory.erase.redact_traces``), then the WAL
+        is checkpointed: no copy saem made of the memory remains. Only ``query`` embeds."""
         if (id is None) == (query is None):
             raise ValueError("forget needs exactly one of id= or query=")
         if id is not None:
@@ -404,13 +293,13 @@ class LongTermMemory:
         if not victims:
             return []
         with self.db.write() as s:
-            ids = [m.id for m in victims]
-            gone = set(
-                s.scalars(
-                    delete(MemoryRow).where(MemoryRow.user_id == user_id, MemoryRow.id.in_(ids)).returning(MemoryRow.id)
-                )
-            )
-        return [m for m in victims if m.id in gone]
+            doomed = delete(MemoryRow).where(MemoryRow.user_id == user_id, MemoryRow.id.in_([m.id for m in victims]))
+            gone = set(s.scalars(doomed.returning(MemoryRow.id)))
+            removed = [m for m in victims if m.id in gone]
+            redact_traces(s, user_id, [m.text for m in removed])
+        if removed:
+            self.db.checkpoint()
+        return removed
 
     def apply_command(
         self, user_id: str, text: str, *, source_session: str | None = None, source_turn: int | None = None
@@ -503,6 +392,10 @@ class LongTermMemory:
         with self.db.write() as s:
             for plan in plans:
                 decisions.append(self._apply_one(s, user_id, plan, now, source_session, source_turn))
+            deleted = [d.previous.text for d in decisions if d.action == "DELETE" and d.previous is not None]
+            redact_traces(s, user_id, deleted)  # a DELETE forgets, as ``forget`` does
+        if deleted:
+            self.db.checkpoint()
         return decisions
 
     def _apply_one(
