@@ -187,6 +187,7 @@ def make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engi
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
         if not readonly:
+            cur.execute("PRAGMA secure_delete = ON")  # a pruned document's text is overwritten, not left in free pages
             cur.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a killed process loses nothing committed; power loss may lose the
             # last transactions but never corrupts the file.
@@ -199,6 +200,13 @@ def make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engi
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def has_catalogue(s: Session) -> bool:
+    """Whether the catalogue's tables exist (the memory module may have made the db first)."""
+    wanted = {Meta.__tablename__, Source.__tablename__, Chunk.__tablename__, "chunks_fts"}
+    names = s.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars()
+    return wanted <= set(names)
 
 
 class Catalogue:

@@ -55,6 +55,7 @@ from saem.ingest.catalogue import (
     Source,
     copy_source,
     get_meta,
+    has_catalogue,
     remove_source,
     replace_source,
     set_meta,
@@ -501,6 +502,8 @@ def stats(settings: Settings) -> Stats:
     cat = Catalogue.open(db, readonly=True)
     try:
         with cat.read() as s:
+            if not has_catalogue(s):  # chat data only: nothing ingested yet
+                return Stats(0, 0, 0, None, None, 0, index_fresh=True)
             state = vindex.catalogue_state(s)
             n_sources = s.scalar(select(func.count(Source.id))) or 0
             n_chunks = s.scalar(select(func.count(Chunk.id))) or 0

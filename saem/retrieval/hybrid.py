@@ -99,7 +99,7 @@ from sqlalchemy import func, select
 from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
-from saem.ingest.catalogue import Catalogue, Chunk, Meta, Source, get_meta
+from saem.ingest.catalogue import Catalogue, Chunk, Source, get_meta, has_catalogue
 from saem.ingest.index import VectorIndex, normalise, open_index
 from saem.retrieval import coverage, lexical
 from saem.retrieval.types import Hit, RetrievalResult
@@ -411,7 +411,7 @@ class HybridSearcher:
             if self._cat is None:
                 self._cat = Catalogue.open(db, readonly=True)
             with self._cat.read() as s:
-                if self._generation is None and not _has_catalogue(s):  # tables, once there, stay
+                if self._generation is None and not has_catalogue(s):  # tables, once there, stay
                     return None
                 generation = get_meta(s, "generation")
                 stored_model = get_meta(s, "embed_model")
@@ -558,13 +558,6 @@ class HybridSearcher:
         for rank, i in enumerate(order, 1):
             head[i].rerank = (rank, float(scores[i]))
         return [head[i] for i in order] + tail
-
-
-def _has_catalogue(s: Any) -> bool:
-    """Whether the ingestion catalogue's tables exist (another module may have made the db)."""
-    wanted = {Meta.__tablename__, Source.__tablename__, Chunk.__tablename__, "chunks_fts"}
-    names = s.execute(sql_text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars()
-    return wanted <= set(names)
 
 
 def _abstain(result: RetrievalResult, reason: str) -> RetrievalResult:

@@ -137,7 +137,8 @@ class LlmReranker:
     before the passage, so consecutive passages share the question's prefix in the KV cache.
     Each passage costs one prompt evaluation (no sampling). Uses the chat model's
     ``LlamaEngine`` (``next_token_logits``, one hold of the model's lock for all passages, so it
-    never interleaves with a chat call; no llama-cpp-python internals here). ``max_chars`` keeps prompts short (the tiny default model reads ~1k tokens well).
+    never interleaves with a chat call; no llama-cpp-python internals here). ``max_chars`` keeps
+    prompts short (the tiny default model reads ~1k tokens well).
     """
 
     def __init__(self, chat_model: Any = None, *, engine: LlamaEngine | None = None, max_chars: int = 600) -> None:

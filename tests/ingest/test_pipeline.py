@@ -509,3 +509,28 @@ def test_an_api_signature_on_a_sphinx_page_is_found_by_its_dotted_name(tmp_path:
         top = lexical.search(query, k=3).hits[0]
         assert top.source.endswith("functools.html") and "lru_cache" in top.text, (query, top.text)
     assert all("¶" not in h.text and "Table of Contents" not in h.text for h in lexical.search("functools", k=9).hits)
+
+
+@pytest.mark.unit
+def test_stats_of_a_data_dir_holding_only_chat_data_is_empty_not_an_error(tmp_path: Path) -> None:
+    from saem.memory._schema import MemoryDB
+
+    MemoryDB.open(tmp_path / "saem.db").create_schema()  # a chat before any ingest makes the db
+    got = stats(Settings.load({"data_dir": tmp_path}, environ={}))
+    assert (got.sources, got.chunks, got.index_vectors, got.embed_model) == (0, 0, 0, None)
+
+
+@pytest.mark.unit
+def test_pruned_text_does_not_stay_in_the_database_file(tmp_path: Path, docs: Path) -> None:
+    settings = Settings.load({"data_dir": tmp_path / "d"}, environ={})
+    secret = docs / "secret.md"
+    secret.write_text("# Gone\n\nThe vault code is SENTINEL-PRUNE-0417.\n", encoding="utf-8")
+    ingest(settings, [docs], embedder=DeterministicFakeEmbedding(size=16))
+    db = settings.db_path
+    on_disk = lambda: b"".join(p.read_bytes() for p in (db, db.with_name("saem.db-wal")) if p.exists())  # noqa: E731
+    assert b"SENTINEL-PRUNE-0417" in on_disk()
+    secret.unlink()
+    ingest(settings, [docs], embedder=DeterministicFakeEmbedding(size=16))
+    with sqlite3.connect(db) as conn:  # fold the WAL into the file, as any later checkpoint would
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert b"SENTINEL-PRUNE-0417" not in on_disk()
