@@ -1,8 +1,9 @@
 """``saem ingest PATH...`` and ``saem status``.
 
 ``ingest`` shows a progress bar (files, chunks, chunks/s, ETA), then a summary table and every
-skipped or failed file with its reason. Exit code 0, or 1 with ``--strict`` when a file failed,
-or when another ingest holds the data dir (``--wait SECONDS`` to queue instead).
+skipped or failed file with its reason. Exit code 0; 1 when no input could be read at all
+(every path missing, no supported file, every file failed), with ``--strict`` when any file
+failed, or when another ingest holds the data dir (``--wait SECONDS`` to queue instead).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from saem.cli._common import console, fail, state
-from saem.errors import SaemError
+from saem.errors import IngestError, SaemError
 from saem.ingest.report import STATUSES, IngestProgress, IngestReport, Stats
 
 _MAX_ROWS = 25  # problem rows shown before grouping by reason
@@ -43,9 +44,6 @@ def register(app: typer.Typer) -> None:
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any file failed.")] = False,
         wait: Annotated[float, typer.Option("--wait", help="Wait up to SECONDS for another ingest.")] = 0.0,
         interval: Annotated[float, typer.Option("--interval", help="Polling interval for --watch.")] = 2.0,
-        data_dir: Annotated[
-            Path | None, typer.Option("--data-dir", "-d", help="Data dir (same as the global --data-dir).")
-        ] = None,
     ) -> None:
         """Ingest files and folders: incremental, crash-safe; a rerun writes only what changed.
 
@@ -55,7 +53,7 @@ def register(app: typer.Typer) -> None:
         try:
             from saem.app.saem import Saem
 
-            app_ = Saem(st.settings(**({"data_dir": data_dir} if data_dir else {})))
+            app_ = Saem(st.settings())
 
             def run_once() -> IngestReport:
                 with ProgressView(enabled=not dry_run) as view:
@@ -71,6 +69,11 @@ def register(app: typer.Typer) -> None:
 
             report = run_once()
             show_report(report)
+            unread = nothing_read(report, paths, filtered=bool(include or exclude))
+            if unread and not watch:
+                raise unread
+            if unread:  # watching a folder that is still empty is fine
+                console.print(f"[yellow]note:[/] {unread.message}")
             if watch and not dry_run:
                 _watch(paths, interval, lambda: show_report(run_once(), quiet_unchanged=True))
         except SaemError as err:
@@ -82,16 +85,13 @@ def register(app: typer.Typer) -> None:
     def status_command(
         ctx: typer.Context,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-        data_dir: Annotated[
-            Path | None, typer.Option("--data-dir", "-d", help="Data dir (same as the global --data-dir).")
-        ] = None,
     ) -> None:
         """Show what the data dir holds: sources, chunks, index vectors, embedder, generation."""
         st = state(ctx)
         try:
             from saem.app.saem import Saem
 
-            settings = st.settings(**({"data_dir": data_dir} if data_dir else {}))
+            settings = st.settings()
             stats = Saem(settings).stats()
         except SaemError as err:
             fail(err, debug=st.debug)
@@ -149,6 +149,25 @@ class ProgressView:
             rate=event.chunks_done / elapsed if event.phase == "work" else 0.0,
             files=f"{event.files_done}/{event.files_total} files" if total is not None else "",
         )
+
+
+def nothing_read(report: IngestReport, paths: Sequence[Path], *, filtered: bool) -> IngestError | None:
+    """The error for a run that read no input at all, or None.
+
+    A file counts as read when it was (or, dry, would be) added, updated, renamed, or found
+    unchanged, so rerunning on an unchanged folder is not an error. Removals do not count.
+    """
+    if report.added or report.updated or report.unchanged or report.renamed:
+        return None
+    from saem.ingest.loaders import SUPPORTED_SUFFIXES
+
+    where = str(paths[0]) + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+    counts = ", ".join(f"{n} {name}" for name, n in (("failed", report.failed), ("skipped", report.skipped)) if n)
+    reasons = f" ({counts}; reasons above)" if counts else ""
+    hint = "give existing files or folders holding " + " ".join(sorted(SUPPORTED_SUFFIXES)) + " files"
+    if filtered:
+        hint += ", or loosen --include/--exclude"
+    return IngestError(f"nothing was ingested: no file could be read from {where}{reasons}", hint=hint)
 
 
 def show_report(report: IngestReport, *, quiet_unchanged: bool = False) -> None:

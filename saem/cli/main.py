@@ -14,6 +14,7 @@ import typer
 
 from saem.cli import chat_cmd, config_cmd, demo_cmd, eval_cmd, ingest_cmd, models_cmd
 from saem.cli._common import err_console, fail, state
+from saem.cli._group import GlobalOptionsGroup
 from saem.errors import SaemError
 
 app = typer.Typer(
@@ -23,11 +24,14 @@ app = typer.Typer(
         "Ingest a folder, then ask about it; everything runs offline on this machine.\n\n"
         "Examples:\n\n"
         "  saem ingest data/\n\n"
-        "  saem ask \"What does top-p do?\"\n\n"
+        '  saem ask "What does top-p do?"\n\n'
         "  saem chat --session notes\n\n"
         "  saem models\n\n"
-        "  saem config show"
+        "  saem config show\n\n"
+        "Global options (--data-dir, --config, --debug) may come before or after the command: "
+        "saem chat -d notes/.saem is saem -d notes/.saem chat."
     ),
+    cls=GlobalOptionsGroup,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -47,7 +51,7 @@ def main_options(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """Options that apply to every command."""
+    """Options that apply to every command (given before or after its name)."""
     s = state(ctx)
     s.data_dir = data_dir
     s.config = config

@@ -93,3 +93,27 @@ def test_ingest_and_status_take_data_dir_after_the_command_too(tmp_path: Path) -
     assert not data.exists()  # a dry run writes nothing, not even the data dir
     status = invoke("status", "-d", str(data))
     assert status.exit_code == 0 and str(data) in "".join(status.output.split())  # the title wraps
+
+
+def test_store_commands_work_when_the_chat_model_file_is_missing(tmp_path: Path) -> None:
+    """Listing sessions and memories and showing status read saem.db only: no model is loaded,
+    and a saem.db that holds sessions but no ingest yet is a valid data dir."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from saem.memory.history import SQLiteChatMessageHistory
+    from saem.settings import Settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "saem.toml").write_text('chat_model = "/nonexistent.gguf"\n', encoding="utf-8")
+    db = Settings(data_dir=data).db_path
+    SQLiteChatMessageHistory("trip-notes", db).add_messages([HumanMessage("hello"), AIMessage("hi")])
+    sessions = invoke("sessions", "list", "-d", str(data))
+    assert sessions.exit_code == 0, sessions.output
+    assert "trip-notes" in sessions.output and "2 messages" in sessions.output
+    memories = invoke("memory", "list", "-d", str(data))
+    assert memories.exit_code == 0, memories.output
+    assert "error" not in memories.output
+    status = invoke("status", "-d", str(data), "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["sources"] == 0
