@@ -59,10 +59,10 @@ from saem.app.prompts import PromptTemplates
 from saem.app.traces import TraceStore, TurnTrace
 from saem.app.types import Answer, BudgetReport
 from saem.errors import ConfigError
-from saem.memory._schema import MemoryDB
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
 from saem.settings import effective_answer_mode
+from saem.store.chat import MemoryDB
 from saem.text.markers import cited_numbers
 
 __all__ = ["ChainDeps", "TurnState", "Retrieved", "build_chain", "as_retrieve_fn", "looks_like_followup"]

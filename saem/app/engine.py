@@ -44,9 +44,9 @@ from saem.app.context import ContextBuilder
 from saem.app.prompts import PromptTemplates
 from saem.app.traces import TraceStore, TurnTrace
 from saem.app.types import Answer
-from saem.memory._schema import MemoryDB
 from saem.memory.history import SessionInfo, list_sessions, session_messages
 from saem.memory.longterm import LongTermMemory, Memory
+from saem.store.chat import MemoryDB
 
 __all__ = ["ChatEngine"]
 

@@ -36,11 +36,11 @@ if TYPE_CHECKING:
     from saem.app.traces import TraceStore, TurnTrace
     from saem.app.types import Answer
     from saem.ingest.report import IngestProgress, IngestReport, Stats
-    from saem.memory._schema import MemoryDB
     from saem.memory.history import SessionInfo
     from saem.memory.longterm import LongTermMemory, Memory
     from saem.retrieval.hybrid import HybridSearcher
     from saem.retrieval.types import RetrievalResult
+    from saem.store.chat import MemoryDB
 
 __all__ = ["Saem"]
 
@@ -224,8 +224,8 @@ class Saem:
             path = self.settings.db_path
             if self._store is None or self._store.path != path:
                 from saem.app.traces import TraceStore
-                from saem.memory._schema import MemoryDB
                 from saem.memory.longterm import LongTermMemory
+                from saem.store.chat import MemoryDB
 
                 db = MemoryDB.open(path)
                 ltm = LongTermMemory(db, _deferred_embeddings(lambda: self.embedder))
@@ -403,7 +403,7 @@ class Saem:
         return result
 
     def _sources(self) -> list[Any]:
-        from saem.ingest.catalogue import Catalogue, Source
+        from saem.store.catalogue import Catalogue, Source
 
         cat = Catalogue.open(self.settings.db_path, readonly=True)
         try:

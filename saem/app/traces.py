@@ -5,7 +5,7 @@
     t = store.get(trace_id)                                # TurnTrace or None
     print(t.prompt); t.budget["parts"]; t.timings["retrieve"]; t.retrieved[0]["score"]
 
-Table ``chat_traces`` (``saem.memory._schema.TraceRow``, on its own ``MetaData``, so it shares
+Table ``chat_traces`` (``saem.store.chat.TraceRow``, on its own ``MetaData``, so it shares
 ``saem.db`` with the catalogue and the memory tables without creating theirs): id (hex),
 session, user, created_at, question and the standalone (condensed) question, language,
 abstained, the fully rendered prompt of the answer call, prompt tokens, and JSON columns: budget
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
-from saem.memory._schema import MemoryDB, TraceBase, TraceRow
+from saem.store.chat import MemoryDB, TraceBase, TraceRow
 
 if TYPE_CHECKING:
     from saem.agents.types import AgentResult

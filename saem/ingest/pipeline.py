@@ -45,9 +45,13 @@ from langchain_core.embeddings import Embeddings
 from sqlalchemy import func, select, update
 
 from saem.errors import FileRejected
-from saem.ingest import index as vindex
 from saem.ingest import planner
-from saem.ingest.catalogue import (
+from saem.ingest.planner import Job, Plan
+from saem.ingest.report import FileResult, FileStatus, IngestProgress, IngestReport, Stats
+from saem.ingest.types import CHUNKER_VERSION, ChunkSpec, LoadedDocument
+from saem.settings import Settings
+from saem.store import index as vindex
+from saem.store.catalogue import (
     Catalogue,
     Chunk,
     DataDirLock,
@@ -60,10 +64,6 @@ from saem.ingest.catalogue import (
     replace_source,
     set_meta,
 )
-from saem.ingest.planner import Job, Plan
-from saem.ingest.report import FileResult, FileStatus, IngestProgress, IngestReport, Stats
-from saem.ingest.types import CHUNKER_VERSION, ChunkSpec, LoadedDocument
-from saem.settings import Settings
 from saem.text.analyzer import to_fts_text
 
 __all__ = ["ingest", "stats", "embedder_id", "chunker_key"]

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from saem.ingest.catalogue import Catalogue, Source, get_meta
 from saem.ingest.report import FileResult
+from saem.store.catalogue import Catalogue, Source, get_meta
 
 __all__ = ["Scanned", "Scan", "Job", "Plan", "scan", "plan"]
 

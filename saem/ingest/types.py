@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from saem.store.catalogue import ChunkSpec  # the shape the store writes; made by the chunker
+
 __all__ = ["Section", "LoadedDocument", "ChunkSpec", "CHUNKER_VERSION"]
 
 # Bump when chunk boundaries change for the same input: stored chunks of an older version are
@@ -39,15 +41,3 @@ class LoadedDocument:
     mime: str = "text/plain"
     encoding: str | None = None  # detected encoding for text formats
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ChunkSpec:
-    """One chunk before embedding: a span of ``LoadedDocument.text``."""
-
-    text: str
-    start: int
-    end: int
-    heading_path: tuple[str, ...] = ()
-    page: int | None = None
-    n_tokens: int = 0

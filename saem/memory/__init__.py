@@ -16,7 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from saem.memory._schema import MemoryDB
     from saem.memory.commands import Command, parse_command
     from saem.memory.extraction import extraction_prompt
     from saem.memory.history import (
@@ -35,9 +34,10 @@ if TYPE_CHECKING:
         ThresholdDecider,
     )
     from saem.memory.store import SQLiteStore
+    from saem.store.chat import MemoryDB
 
 _LAZY = {
-    "MemoryDB": "saem.memory._schema",
+    "MemoryDB": "saem.store.chat",
     "SQLiteChatMessageHistory": "saem.memory.history",
     "SessionInfo": "saem.memory.history",
     "SessionForbidden": "saem.memory.history",

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import delete, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from saem.memory._schema import ChatMessage, ChatSession, TraceRow
+from saem.store.chat import ChatMessage, ChatSession, TraceRow
 
 __all__ = ["REDACTED", "erase_session", "redact_traces"]
 

@@ -31,8 +31,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from saem.errors import SaemError
-from saem.memory._schema import ChatMessage, ChatSession, MemoryDB
 from saem.memory.erase import erase_session
+from saem.store.chat import ChatMessage, ChatSession, MemoryDB
 
 __all__ = [
     "SQLiteChatMessageHistory",

@@ -42,10 +42,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from saem.memory._schema import MemoryDB, MemoryRow
 from saem.memory.commands import Command, parse_command
 from saem.memory.erase import redact_traces
 from saem.memory.extraction import MemoryOp, MemoryOps, ask_memory_ops, extraction_prompt
+from saem.store.chat import MemoryDB, MemoryRow
 
 __all__ = [
     "Memory",

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from saem.memory._schema import KeyValue, MemoryDB
+from saem.store.chat import KeyValue, MemoryDB
 
 __all__ = ["SQLiteStore", "like_prefix"]
 

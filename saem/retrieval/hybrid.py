@@ -99,10 +99,10 @@ from sqlalchemy import func, select
 from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
-from saem.ingest.catalogue import Catalogue, Chunk, Source, get_meta, has_catalogue
-from saem.ingest.index import VectorIndex, normalise, open_index
 from saem.retrieval import coverage, lexical
 from saem.retrieval.types import Hit, RetrievalResult
+from saem.store.catalogue import Catalogue, Chunk, Source, get_meta, has_catalogue
+from saem.store.index import VectorIndex, normalise, open_index
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings

@@ -45,9 +45,9 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from saem.errors import IndexCorrupt, ModelError
-from saem.ingest.catalogue import Base as CatalogueBase
-from saem.ingest.catalogue import Catalogue, bump_generation, get_meta, set_meta
-from saem.ingest.index import IndexMeta, VectorIndex, atomic_write, normalise
+from saem.store.catalogue import Base as CatalogueBase
+from saem.store.catalogue import Catalogue, bump_generation, get_meta, set_meta
+from saem.store.index import IndexMeta, VectorIndex, atomic_write, normalise
 
 __all__ = ["FaissVectorStore", "compile_filter"]
 

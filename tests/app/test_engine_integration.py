@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from saem.app.engine import ChatEngine
 from saem.app.language import language_matches
-from saem.ingest.catalogue import Catalogue, Chunk
 from saem.ingest.pipeline import ingest
-from saem.memory._schema import MemoryRow
 from saem.models.embedders import load_embedder
 from saem.models.llamacpp import LlamaCppChatModel
 from saem.retrieval.hybrid import HybridConfig, HybridSearcher
 from saem.settings import Settings
+from saem.store.catalogue import Catalogue, Chunk
+from saem.store.chat import MemoryRow
 
 pytestmark = pytest.mark.integration
 

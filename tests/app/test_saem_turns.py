@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from saem.app.saem import Saem
 from saem.app.types import Answer
-from saem.memory._schema import ChatMessage
+from saem.store.chat import ChatMessage
 from saem.testing import HashEmbeddings, ScriptedChatModel, run_in_threads, tool_call
 
 pytestmark = pytest.mark.unit

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from saem.ingest.index import load_index_file, read_meta
+from saem.store.index import load_index_file, read_meta
 
 pytestmark = pytest.mark.slow
 

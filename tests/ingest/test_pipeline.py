@@ -14,11 +14,11 @@ from sqlalchemy import text as text_sql
 
 from saem.app.saem import Saem
 from saem.errors import StorageBusy
-from saem.ingest.catalogue import Catalogue, DataDirLock
-from saem.ingest.index import INDEX_FILE, META_FILE, load_index_file, open_index, read_meta
 from saem.ingest.pipeline import ingest, stats
 from saem.retrieval.hybrid import HybridConfig, HybridSearcher
 from saem.settings import Settings
+from saem.store.catalogue import Catalogue, DataDirLock
+from saem.store.index import INDEX_FILE, META_FILE, load_index_file, open_index, read_meta
 
 KO = (
     "# 토크나이저\n\n토크나이저는 텍스트를 토큰으로 나눕니다. 한국어는 교착어라서 조사가 붙습니다. "
@@ -513,7 +513,7 @@ def test_an_api_signature_on_a_sphinx_page_is_found_by_its_dotted_name(tmp_path:
 
 @pytest.mark.unit
 def test_stats_of_a_data_dir_holding_only_chat_data_is_empty_not_an_error(tmp_path: Path) -> None:
-    from saem.memory._schema import MemoryDB
+    from saem.store.chat import MemoryDB
 
     MemoryDB.open(tmp_path / "saem.db").create_schema()  # a chat before any ingest makes the db
     got = stats(Settings.load({"data_dir": tmp_path}, environ={}))

@@ -11,8 +11,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 from sqlalchemy import Engine, event
 
 from saem.app.traces import TraceStore, TurnTrace
-from saem.memory import LongTermMemory, MemoryDB, SQLiteChatMessageHistory, _schema, delete_session
+from saem.memory import LongTermMemory, MemoryDB, SQLiteChatMessageHistory, delete_session
 from saem.memory.erase import REDACTED, redact_traces
+from saem.store import chat as _schema
 from saem.testing import HashEmbeddings
 
 pytestmark = pytest.mark.unit

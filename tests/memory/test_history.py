@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from sqlalchemy import select
 
 from saem.memory import MemoryDB, SessionForbidden, SQLiteChatMessageHistory, delete_session, list_sessions
-from saem.memory._schema import ChatMessage
+from saem.store.chat import ChatMessage
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ from saem.memory import (
     ThresholdDecider,
     parse_command,
 )
-from saem.memory._schema import MemoryRow
+from saem.store.chat import MemoryRow
 from saem.testing import HashEmbeddings, ScriptedChatModel, tool_call
 
 pytestmark = pytest.mark.unit

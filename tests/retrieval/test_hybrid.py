@@ -11,7 +11,6 @@ import pytest
 
 from saem.app.saem import Saem
 from saem.errors import ConfigError
-from saem.ingest.catalogue import Catalogue
 from saem.retrieval.hybrid import (
     HybridConfig,
     HybridSearcher,
@@ -25,6 +24,7 @@ from saem.retrieval.hybrid import (
     script_shares,
 )
 from saem.retrieval.rerank import EmbedderReranker, Reranker
+from saem.store.catalogue import Catalogue
 from saem.testing import FakeReranker, HashEmbeddings, features
 
 pytestmark = pytest.mark.unit

@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from saem.errors import IndexCorrupt
-from saem.ingest.catalogue import Catalogue, Chunk, get_meta, iter_embeddings
+from saem.store.catalogue import Catalogue, Chunk, get_meta, iter_embeddings
 
 __all__ = [
     "INDEX_FILE",

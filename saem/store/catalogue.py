@@ -32,6 +32,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from saem.errors import IndexCorrupt, StorageBusy
-from saem.ingest.types import ChunkSpec
 
 __all__ = [
+    "ChunkSpec",
     "make_engine",
     "write_session",
     "Base",
@@ -79,6 +80,19 @@ __all__ = [
 
 SCHEMA_VERSION = "1"
 LOCK_FILE = "ingest.lock"
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk as the store writes it: a span of a loaded document's text (``saem.ingest.types``)."""
+
+    text: str
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    n_tokens: int = 0
+
 
 
 class Base(DeclarativeBase):

@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from saem.errors import StorageBusy
-from saem.ingest.catalogue import (
+from saem.ingest.types import ChunkSpec
+from saem.retrieval.lexical import search
+from saem.store.catalogue import (
     Catalogue,
     Chunk,
     DataDirLock,
@@ -24,9 +26,7 @@ from saem.ingest.catalogue import (
     remove_source,
     replace_source,
 )
-from saem.ingest.index import INDEX_FILE, META_FILE, IndexMeta, VectorIndex, open_index, read_meta
-from saem.ingest.types import ChunkSpec
-from saem.retrieval.lexical import search
+from saem.store.index import INDEX_FILE, META_FILE, IndexMeta, VectorIndex, open_index, read_meta
 from saem.text.analyzer import to_fts_text
 
 pytestmark = pytest.mark.unit
@@ -149,7 +149,7 @@ def test_data_dir_lock(tmp_path: Path) -> None:
 
 def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from saem.ingest.catalogue import DataDirLock; "
+        "import sys, time; from saem.store.catalogue import DataDirLock; "
         f"DataDirLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

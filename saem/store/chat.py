@@ -55,7 +55,7 @@ from sqlalchemy.pool import StaticPool
 from saem.errors import IndexCorrupt, StorageBusy
 
 # The catalogue's engine factory (private for now; the lead is asked to make it public).
-from saem.ingest.catalogue import make_engine, write_session
+from saem.store.catalogue import make_engine, write_session
 
 __all__ = ["MemoryBase", "ChatSession", "ChatMessage", "MemoryRow", "KeyValue", "TraceBase", "TraceRow", "MemoryDB"]
 
