@@ -44,3 +44,14 @@ def test_the_installed_package_is_the_regular_one_from_any_directory(tmp_path: P
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).parts[-2:] == ("saem", "__init__.py")
+
+
+def test_every_public_name_resolves_to_a_typed_object() -> None:
+    import saem
+
+    for name in saem.__all__:
+        value = getattr(saem, name)
+        assert value is not None, name
+        if isinstance(value, type):
+            assert value.__module__.startswith("saem."), name
+    assert set(saem._LAZY) <= set(saem.__all__)  # every lazy name is public, and the reverse resolves above
