@@ -19,7 +19,7 @@ err_console = Console(stderr=True)
 
 @dataclass
 class AppState:
-    """Global options given before the command name (``saem --data-dir D ingest ...``)."""
+    """Global options, given before or after the command name (``saem ingest ... --data-dir D``)."""
 
     data_dir: Path | None = None
     config: Path | None = None
@@ -55,3 +55,13 @@ def fail(err: SaemError, *, debug: bool) -> None:
 def is_interactive() -> bool:
     """True when both stdin and stdout are terminals (a person is at the keyboard)."""
     return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def describe_answer_mode(settings: Settings) -> str:
+    """The answer mode a turn uses, for banners: ``auto`` says what it chose and why."""
+    mode = settings.effective_answer_mode
+    if settings.answer_mode != "auto":
+        return mode
+    if mode == "extractive":
+        return "extractive (auto: the packaged model is tiny; answers quote the documents, cited)"
+    return f"{mode} (auto)"

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 + "; ".join(dict.fromkeys(missing))
                 + ". The demo stops after what exists (see README.md, 'Status')."
             )
-        elif app.settings.chat_model == "packaged:smollm2":
+        elif app.settings.answer_mode == "auto" and app.settings.effective_answer_mode == "extractive":
             console.print(
                 "\n[dim]The packaged SmolLM2-135M is tiny and cannot write Korean, so the answers above quote the "
                 "documents (answer_mode auto = extractive). For generated answers set chat_model to a bigger "
@@ -100,5 +100,6 @@ def _ask(app, question: str) -> None:  # type: ignore[no-untyped-def]
 def _chat(app) -> None:  # type: ignore[no-untyped-def]
     from saem.cli.repl import Repl
 
-    Repl(app, session_id="demo", user_id="demo", console=console,
-         history_file=app.settings.data_dir / "repl_history").run(interactive=True)
+    Repl(
+        app, session_id="demo", user_id="demo", console=console, history_file=app.settings.data_dir / "repl_history"
+    ).run(interactive=True)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from saem.cli._common import console, fail, state
+from saem.cli._common import console, describe_answer_mode, fail, state
 from saem.errors import SaemError
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ def models(
     print_model_table(rows)
     if hint:
         console.print(f"[dim]{escape(hint)}[/]", highlight=False)
-    from saem.cli.repl import _effective_mode
-
-    console.print(f"answer mode: {_effective_mode(settings)}", highlight=False)
+    console.print(f"answer mode: {describe_answer_mode(settings)}", highlight=False)
     console.print(
         '[dim]A stronger chat model: put chat_model = "/path/to/model.gguf" in '
         f"{settings.data_dir / 'saem.toml'} (or SAEM_CHAT_MODEL).[/]"

@@ -22,6 +22,8 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
+from saem.cli._common import describe_answer_mode
+
 __all__ = ["Repl", "COMMANDS"]
 
 COMMANDS: dict[str, str] = {
@@ -40,8 +42,15 @@ COMMANDS: dict[str, str] = {
     "/clear": "clear the screen",
     "/exit": "leave (Ctrl-D works too)",
 }
-SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "repeat_penalty": float,
-            "seed": int, "answer_mode": str}
+SETTABLE = {
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "max_tokens": int,
+    "repeat_penalty": float,
+    "seed": int,
+    "answer_mode": str,
+}
 
 
 @dataclass
@@ -56,16 +65,32 @@ class ReplState:
 class Repl:
     """One chat session in a terminal (or over a pipe). See the module docstring."""
 
-    def __init__(self, app: Any, *, session_id: str = "default", user_id: str = "default",
-                 console: Console | None = None, history_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        session_id: str = "default",
+        user_id: str = "default",
+        console: Console | None = None,
+        history_file: Path | None = None,
+    ) -> None:
         self.app = app
         self.console = console or Console()
         self.state = ReplState(session_id=session_id, user_id=user_id)
         self.history_file = history_file
         self._handlers: dict[str, Callable[[list[str]], None]] = {
-            "/help": self._help, "/sources": self._sources, "/prompt": self._prompt, "/budget": self._budget,
-            "/trace": self._trace, "/memory": self._memory, "/forget": self._forget, "/session": self._session,
-            "/ingest": self._ingest, "/tools": self._tools, "/set": self._set, "/model": self._model,
+            "/help": self._help,
+            "/sources": self._sources,
+            "/prompt": self._prompt,
+            "/budget": self._budget,
+            "/trace": self._trace,
+            "/memory": self._memory,
+            "/forget": self._forget,
+            "/session": self._session,
+            "/ingest": self._ingest,
+            "/tools": self._tools,
+            "/set": self._set,
+            "/model": self._model,
             "/clear": lambda _args: self.console.clear(),
         }
 
@@ -119,7 +144,7 @@ class Repl:
                 return
 
     def _banner(self) -> None:
-        mode = _effective_mode(self.app.settings)
+        mode = describe_answer_mode(self.app.settings)
         earlier = len(self.app.history(self.state.session_id))
         self.console.print(
             f"[bold]saem chat[/] — session [cyan]{self.state.session_id}[/], user [cyan]{self.state.user_id}[/]"
@@ -164,8 +189,14 @@ class Repl:
         """With /tools on: the router agent picks a tool (or answers); destructive tools ask y/n."""
         try:
             with self.console.status("thinking (tools on)…"):
-                result = self.app.ask(question, session_id=self.state.session_id, user_id=self.state.user_id,
-                                      tools="default", agent="router", confirm=self._confirm)
+                result = self.app.ask(
+                    question,
+                    session_id=self.state.session_id,
+                    user_id=self.state.user_id,
+                    tools="default",
+                    agent="router",
+                    confirm=self._confirm,
+                )
         except KeyboardInterrupt:
             self.console.print("[yellow]stopped[/] — the session is kept")
             return None
@@ -244,9 +275,14 @@ class Repl:
         ranks = {str(r.get("chunk_id")): r for r in (trace.retrieved if trace is not None else [])}
         for s in getattr(last, "sources", []):  # an agent answer has none
             r = ranks.get(str(s.chunk_id), {})
-            table.add_row(str(s.n), s.source, s.heading or "-", f"{s.start}-{s.end}",
-                          f"{s.score:.3f}" if s.score is not None else "-",
-                          *(str(r.get(k, "-")) for k in ("dense_rank", "lexical_rank", "fused_rank", "rerank_rank")))
+            table.add_row(
+                str(s.n),
+                s.source,
+                s.heading or "-",
+                f"{s.start}-{s.end}",
+                f"{s.score:.3f}" if s.score is not None else "-",
+                *(str(r.get(k, "-")) for k in ("dense_rank", "lexical_rank", "fused_rank", "rerank_rank")),
+            )
         self.console.print(table)
 
     def _prompt(self, _args: list[str]) -> None:
@@ -365,11 +401,3 @@ class Repl:
         )
 
 
-def _effective_mode(settings: Any) -> str | None:
-    """'extractive (auto: packaged SmolLM2)' and the like, for the banner."""
-    mode = getattr(settings, "answer_mode", None)
-    if mode != "auto":
-        return mode
-    if getattr(settings, "chat_model", "") == "packaged:smollm2":
-        return "extractive (auto: the packaged model is tiny; answers quote the documents, cited)"
-    return "generate (auto)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +11,16 @@ from rich.console import Console
 
 from saem.agents.types import AgentResult, ToolCallRecord
 from saem.cli.repl import Repl
+from saem.settings import Settings
 
 pytestmark = pytest.mark.unit
 
 
 class FakeApp:
-    def __init__(self) -> None:
-        self.settings = SimpleNamespace(answer_mode=None, chat_model="m", chat_backend="llamacpp", n_ctx=4096,
-                                        n_threads=1, temperature=0.2, embed_model="e", rerank_model="none")
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = Settings.load(
+            {"data_dir": data_dir, "chat_model": "m", "n_threads": 1, "embed_model": "e"}, environ={}
+        )
         self.asked: list[dict[str, Any]] = []
         self.configured: dict[str, Any] = {}
 
@@ -34,14 +36,14 @@ class FakeApp:
         self.configured.update(changes)
 
 
-def repl() -> tuple[Repl, FakeApp, io.StringIO]:
+def repl(tmp_path: Path) -> tuple[Repl, FakeApp, io.StringIO]:
     out = io.StringIO()
-    app = FakeApp()
+    app = FakeApp(tmp_path)
     return Repl(app, console=Console(file=out, width=120)), app, out
 
 
-def test_tools_mode_routes_to_the_agent_and_shows_refusals() -> None:
-    r, app, out = repl()
+def test_tools_mode_routes_to_the_agent_and_shows_refusals(tmp_path: Path) -> None:
+    r, app, out = repl(tmp_path)
     r.command("/tools on")
     r.turn("forget everything")
     assert app.asked[0]["tools"] == "default" and app.asked[0]["agent"] == "router"
@@ -50,14 +52,14 @@ def test_tools_mode_routes_to_the_agent_and_shows_refusals() -> None:
     assert "I will not do that." in text and "refused" in text and "forget" in text
 
 
-def test_destructive_tools_are_refused_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    r, _, _ = repl()
+def test_destructive_tools_are_refused_without_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r, _, _ = repl(tmp_path)
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))  # not a tty: never ask, never run
     assert r._confirm("forget", {"query": "*"}) is False
 
 
-def test_set_validates_and_unknown_commands_do_not_end_the_session() -> None:
-    r, app, out = repl()
+def test_set_validates_and_unknown_commands_do_not_end_the_session(tmp_path: Path) -> None:
+    r, app, out = repl(tmp_path)
     r.command("/set temperature 0")
     assert app.configured == {"temperature": 0.0}
     r.command("/set colour red")
