@@ -93,8 +93,9 @@ def ask(
         answer = app.ask(question, session_id=session, user_id=user)
     except SaemError as err:
         if as_json:
-            typer.echo(json.dumps({"error": err.message, "hint": err.hint, "kind": type(err).__name__},
-                                  ensure_ascii=False))
+            typer.echo(
+                json.dumps({"error": err.message, "hint": err.hint, "kind": type(err).__name__}, ensure_ascii=False)
+            )
             raise typer.Exit(1) from None
         fail(err, debug=st.debug)
     if as_json:
@@ -128,8 +129,16 @@ def answer_json(answer: Any) -> dict[str, Any]:
             for c in answer.citations
         ],
         "sources": [
-            {"n": s.n, "chunk_id": str(s.chunk_id), "source": s.source, "start": s.start, "end": s.end,
-             "heading": s.heading, "page": s.page, "score": s.score}
+            {
+                "n": s.n,
+                "chunk_id": str(s.chunk_id),
+                "source": s.source,
+                "start": s.start,
+                "end": s.end,
+                "heading": s.heading,
+                "page": s.page,
+                "score": s.score,
+            }
             for s in answer.sources
         ],
     }
@@ -139,8 +148,7 @@ def sessions_list(ctx: typer.Context, user: Annotated[str | None, typer.Option("
     """List sessions (most recent first)."""
     app = _app(ctx)
     for info in app.sessions(user):
-        console.print(f"{info.id}\t{info.user_id}\t{info.n_messages} messages\t{info.title or ''}",
-                      highlight=False)
+        console.print(f"{info.id}\t{info.user_id}\t{info.n_messages} messages\t{info.title or ''}", highlight=False)
 
 
 def sessions_show(ctx: typer.Context, session: Annotated[str, typer.Argument()]) -> None:
@@ -150,8 +158,11 @@ def sessions_show(ctx: typer.Context, session: Annotated[str, typer.Argument()])
         console.print(f"[bold]{message.type}[/]: {message.content}", highlight=False)
 
 
-def sessions_delete(ctx: typer.Context, session: Annotated[str, typer.Argument()],
-                    user: Annotated[str, typer.Option("--user", "-u")] = "default") -> None:
+def sessions_delete(
+    ctx: typer.Context,
+    session: Annotated[str, typer.Argument()],
+    user: Annotated[str, typer.Option("--user", "-u")] = "default",
+) -> None:
     """Delete a session and its messages."""
     app = _app(ctx)
     if not app.delete_session(session, user_id=user):

@@ -153,7 +153,7 @@ def _chunk_rows(settings: Any, *, texts: bool = True) -> list[tuple[str, str]]:
     position (deterministic); with ``texts=False`` one row per source and empty texts."""
     from sqlalchemy import select
 
-    from saem.ingest.catalogue import Catalogue, Chunk, Source
+    from saem.store.catalogue import Catalogue, Chunk, Source
 
     cat = Catalogue.open(settings.db_path, readonly=True)
     try:

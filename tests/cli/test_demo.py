@@ -13,8 +13,14 @@ pytestmark = pytest.mark.integration
 
 def test_demo_without_a_terminal_ingests_and_shows_sources(tmp_path: Path, repo_root: Path) -> None:
     cmd = [sys.executable, "-m", "saem.cli.main", "--data-dir", str(tmp_path / "dd"), "demo", str(repo_root / "data")]
-    run = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
-                         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    run = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
     out = run.stdout
     assert run.returncode == 0, run.stderr
     assert "ingest summary" in out
@@ -29,8 +35,14 @@ def test_demo_without_a_terminal_ingests_and_shows_sources(tmp_path: Path, repo_
 
     before = Saem(data_dir=tmp_path / "dd").stats()
     assert before.sources == 10 and before.chunks == before.index_vectors > 0
-    again = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
-                           env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    again = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
     assert again.returncode == 0
     after = Saem(data_dir=tmp_path / "dd").stats()
     assert after.generation == before.generation and after.chunks == before.chunks  # a rerun writes nothing

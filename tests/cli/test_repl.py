@@ -30,8 +30,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
 
 def spawn(data_dir: Path) -> pexpect.spawn:
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    child = pexpect.spawn(sys.executable, ["-m", "saem.cli.main", "-d", str(data_dir), "chat", "--session", "t1"],
-                          encoding="utf-8", timeout=400, dimensions=(50, 160), env=env)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "saem.cli.main", "-d", str(data_dir), "chat", "--session", "t1"],
+        encoding="utf-8",
+        timeout=400,
+        dimensions=(50, 160),
+        env=env,
+    )
     child.expect(PROMPT)
     return child
 
@@ -103,9 +109,21 @@ def test_ask_json_matches_its_schema(data_dir: Path) -> None:
     from saem.cli.chat_cmd import ASK_SCHEMA_FILE
 
     run = subprocess.run(
-        [sys.executable, "-m", "saem.cli.main", "-d", str(data_dir), "ask", "What is top-p sampling?", "--json",
-         "--session", "json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "saem.cli.main",
+            "-d",
+            str(data_dir),
+            "ask",
+            "What is top-p sampling?",
+            "--json",
+            "--session",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     payload = json.loads(run.stdout)
@@ -116,7 +134,11 @@ def test_ask_json_matches_its_schema(data_dir: Path) -> None:
 def test_ask_without_an_index_says_how_to_ingest(tmp_path: Path) -> None:
     import subprocess
 
-    run = subprocess.run([sys.executable, "-m", "saem.cli.main", "-d", str(tmp_path / "empty"), "ask", "hello"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "saem.cli.main", "-d", str(tmp_path / "empty"), "ask", "hello"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1
     assert "Nothing is ingested" in run.stdout and "saem --data-dir" in run.stdout
