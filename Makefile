@@ -1,6 +1,6 @@
 # saem — the two commands a newcomer runs:
 #   make demo   install, ingest data/ into ./.saem, then chat (or answer two questions without a terminal)
-#   make test   install with dev extras, then run every test tier (unit, integration, slow)
+#   make test   install with dev extras, then ruff, mypy (strict on saem/) and every test tier
 #
 # Everything installs into ./.venv from the package index, pinned by constraints.txt.
 # torch is pinned to 2.13.0 (a CPU build). llama-cpp-python has no usable prebuilt wheel: it
@@ -33,7 +33,7 @@ LLAMA_WHEEL_STAMP := $(LLAMA_WHEELS)/.built
 
 help:
 	@echo "make demo    - install, ingest data/, then chat (the main job on the embedded defaults)"
-	@echo "make test    - install with dev extras and run every test tier"
+	@echo "make test    - install with dev extras, ruff, mypy --strict, then every test tier"
 	@echo "make lint    - ruff;  make typecheck - mypy;  make bench - the benchmarks in bench/"
 
 $(BIN)/python:
@@ -63,6 +63,8 @@ demo: $(STAMP)
 	$(BIN)/saem demo data
 
 test: $(STAMP_DEV)
+	$(BIN)/ruff check saem tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)

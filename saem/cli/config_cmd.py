@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from saem.cli._common import console, fail, state
 from saem.errors import SaemError
+from saem.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +51,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-def _json_rows(settings):  # type: ignore[no-untyped-def]
+def _json_rows(settings: Settings) -> Iterator[tuple[str, Any, str]]:
+    """(key, JSON-ready value, origin) for every setting."""
     data = settings.to_json_dict()
     for key, _value, origin, _ in settings.explain():
         yield key, data[key], origin
