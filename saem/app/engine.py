@@ -12,7 +12,9 @@ Contract:
 
 * Construction opens (and creates) the memory and trace tables; it loads no model. The chat
   model loads on its first call; the embedder on the first memory recall or search.
-* ``ask``/``stream`` run ``engine.chain`` (see ``saem.app.chain``); each completed turn is
+* ``ask``/``stream`` run one turn (``saem.app.turn``), answered by the documents
+  (``saem.app.rag.RagStrategy``) unless another ``strategy`` is given (``saem.app.agent``);
+  ``engine.chain`` is the same document turn as an LCEL runnable. Each completed turn is
   appended to the session history and traced. A session belongs to the user who started it
   (``SessionForbidden`` for another user). Blank questions raise ``ValueError``.
 * Thread-safe: turns of different sessions may run in parallel threads (the model serialises
@@ -20,10 +22,11 @@ Contract:
 * Tokens are counted with the model's ``count_tokens`` (the rendered chat template) when it has
   one, else estimated (``approx_tokens``); ``count_messages=``/``count_text=`` override both.
 
-Settings read (with defaults, via ``getattr``): ``n_ctx``, ``max_tokens``, ``retrieve_k``,
-``history_turns`` 4, ``summary_lines`` 8, ``memory_k`` 5, ``memory_keep`` 2,
-``memory_min_score`` 0.2, ``memory_extract`` False, ``history_answer_chars`` 600,
-``condense`` "auto", ``answer_language`` "auto", ``prompts_dir`` None.
+Settings read (a ``saem.settings.Settings``): ``n_ctx`` and ``max_tokens`` (unless the model
+has its own), ``retrieve_k``, ``history_turns``, ``summary_lines``, ``memory_k``,
+``memory_keep``, ``memory_min_score``, ``memory_extract``, ``history_answer_chars``,
+``condense``, ``answer_language``, ``answer_mode``, ``abstain_on_missing_terms``,
+``prefill_next_turn``, ``prompts_dir``.
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
 from sqlalchemy.engine import URL
 
-from saem.app.chain import ChainDeps, as_retrieve_fn, build_chain
+from saem.app.chain import build_chain
 from saem.app.context import ContextBuilder
 from saem.app.prompts import PromptTemplates
+from saem.app.rag import RagStrategy
 from saem.app.traces import TraceStore, TurnTrace
+from saem.app.turn import Strategy, TurnDeps, as_retrieve_fn, run_turn
 from saem.app.types import Answer
 from saem.memory.history import SessionInfo, list_sessions, session_messages
 from saem.memory.longterm import LongTermMemory, Memory
+from saem.settings import Settings
 from saem.store.chat import MemoryDB
 
 __all__ = ["ChatEngine"]
@@ -56,7 +62,7 @@ class ChatEngine:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         *,
         searcher_or_retrieve_fn: Any,
         chat_model: BaseChatModel,
@@ -73,8 +79,8 @@ class ChatEngine:
         self.traces = TraceStore(self.db)
         self.prompts = prompts or PromptTemplates.from_settings(settings)
         # the loaded model's window wins over the settings it may have been built from
-        n_ctx = int(getattr(chat_model, "n_ctx", 0) or getattr(settings, "n_ctx", 4096))
-        max_tokens = int(getattr(chat_model, "max_tokens", 0) or getattr(settings, "max_tokens", 512))
+        n_ctx = int(getattr(chat_model, "n_ctx", 0) or settings.n_ctx)
+        max_tokens = int(getattr(chat_model, "max_tokens", 0) or settings.max_tokens)
         if count_messages is None and callable(getattr(chat_model, "count_tokens", None)):
             count_messages = chat_model.count_tokens  # type: ignore[attr-defined]
             if count_text is None:
@@ -85,12 +91,12 @@ class ChatEngine:
             max_tokens=max_tokens,
             count_messages=count_messages,
             count_text=count_text,
-            history_turns=int(getattr(settings, "history_turns", 4)),
-            memory_keep=int(getattr(settings, "memory_keep", 2)),
-            summary_lines=int(getattr(settings, "summary_lines", 8)),
-            history_answer_chars=int(getattr(settings, "history_answer_chars", 600)),
+            history_turns=settings.history_turns,
+            memory_keep=settings.memory_keep,
+            summary_lines=settings.summary_lines,
+            history_answer_chars=settings.history_answer_chars,
         )
-        deps = ChainDeps(
+        self.deps = TurnDeps(
             settings,
             chat_model,
             as_retrieve_fn(searcher_or_retrieve_fn),
@@ -100,20 +106,40 @@ class ChatEngine:
             self.prompts,
             self.builder,
         )
-        self.chain: Runnable[Any, Any] = build_chain(deps)
+        self.rag = RagStrategy(self.deps)
+        self.chain: Runnable[Any, Any] = build_chain(self.deps)
         """The LCEL runnable: input ``{"question", "session_id", "user_id"}`` (or a str);
         ``invoke`` → ``Answer``; ``stream`` → ``str`` tokens, then the ``Answer``."""
 
-    def ask(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Answer:
-        """Answer ``question`` in the session (created on first use); stores the turn and its trace."""
-        answer = self.chain.invoke({"question": question, "session_id": session_id, "user_id": user_id})
-        assert isinstance(answer, Answer)
+    def ask(
+        self,
+        question: str,
+        *,
+        session_id: str = "default",
+        user_id: str = "default",
+        strategy: Strategy | None = None,
+    ) -> Answer:
+        """Answer ``question`` in the session (created on first use); stores the turn and its
+        trace. ``strategy``: who answers (default: the documents, ``self.rag``)."""
+        answer: Answer | None = None
+        for piece in self.stream(question, session_id=session_id, user_id=user_id, strategy=strategy):
+            if isinstance(piece, Answer):
+                answer = piece
+        assert answer is not None  # run_turn always ends with the Answer
         return answer
 
-    def stream(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Iterator[str | Answer]:
+    def stream(
+        self,
+        question: str,
+        *,
+        session_id: str = "default",
+        user_id: str = "default",
+        strategy: Strategy | None = None,
+    ) -> Iterator[str | Answer]:
         """Yield answer tokens (``str``) as they come, then the final ``Answer``. The turn is
         stored when the ``Answer`` is produced (not if the caller stops before)."""
-        yield from self.chain.stream({"question": question, "session_id": session_id, "user_id": user_id})
+        inp = {"question": question, "session_id": session_id, "user_id": user_id}
+        yield from run_turn(self.deps, strategy or self.rag, inp)
 
     def history(self, session_id: str, *, user_id: str | None = None) -> list[BaseMessage]:
         """The session's messages, oldest first ([] for an unknown session). With ``user_id``,

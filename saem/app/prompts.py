@@ -35,6 +35,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNot
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from saem.errors import ConfigError
+from saem.settings import Settings
 
 __all__ = ["PromptTemplates", "PACKAGE_PROMPTS", "neutralise"]
 
@@ -69,8 +70,8 @@ class PromptTemplates:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PromptTemplates:
-        return cls(getattr(settings, "prompts_dir", None))
+    def from_settings(cls, settings: Settings) -> PromptTemplates:
+        return cls(settings.prompts_dir)
 
     def file_name(self, name: str, language: str) -> str:
         """The template file used for ``name`` in ``language`` (falls back to English)."""

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
     from pydantic import BaseModel
 
-    from saem.agents.types import AgentResult
     from saem.app.engine import ChatEngine
     from saem.app.traces import TraceStore, TurnTrace
     from saem.app.types import Answer
@@ -140,7 +139,7 @@ class Saem:
                 from saem.retrieval.hybrid import HybridConfig, HybridSearcher
                 from saem.retrieval.rerank import load_reranker
 
-                kind = str(getattr(self.settings, "rerank", "auto"))
+                kind: str = self.settings.rerank
                 if kind == "auto":  # a configured cross-encoder, else none (measured: bench/retrieval.py)
                     kind = "cross-encoder" if self.settings.rerank_model.lower() not in {"none", "off", ""} else "none"
                 if kind == "cross-encoder":
@@ -246,15 +245,16 @@ class Saem:
         tools: str | Sequence[str] | None = None,
         agent: str = "router",
         confirm: Callable[[str, dict[str, Any]], bool] | None = None,
-    ) -> Answer | AgentResult:
+    ) -> Answer:
         """Answer ``question`` from the documents, in the session; the turn is stored and traced.
 
         With ``tools`` (``"default"`` or a list of tool names) an agent answers instead
         (``agent="router"``: one grammar-constrained choice, fit for small models; ``"loop"``:
-        model → tools → model) and an ``AgentResult`` comes back (``text``, ``tool_calls``,
-        ``steps``, ``trace_id``). Destructive tools run only when ``confirm(name, args)`` says yes.
-        An agent turn is stored and traced like a chain turn, so the next ``ask`` remembers it;
-        ``SessionForbidden`` for another user's session, ``ValueError`` for a blank question.
+        model → tools → model); the ``Answer`` then also carries ``agent``, ``tool_calls``,
+        ``steps``, ``stop_reason`` and ``choice`` (what an ``AgentResult`` holds). Destructive
+        tools run only when ``confirm(name, args)`` says yes. An agent turn is stored and traced
+        like a document turn, so the next ``ask`` remembers it; ``SessionForbidden`` for another
+        user's session, ``ValueError`` for a blank question or an unknown ``agent``.
         """
         if tools is None:
             return self.engine.ask(question, session_id=session_id, user_id=user_id)
@@ -321,86 +321,22 @@ class Saem:
         tools: str | Sequence[str],
         agent: str,
         confirm: Callable[[str, dict[str, Any]], bool] | None,
-    ) -> AgentResult:
-        """One agent turn, stored like a chain turn: the session's recent turns go in as history
-        (``SessionForbidden`` for another user's session, before any model call); afterwards the
-        question and the answer are appended in one transaction (the answer's
-        ``response_metadata`` holds the trace id and a summary of the tool calls; tool messages
-        are not stored, so the chain's context builder sees a plain user/assistant turn) and the
-        steps are traced. Refused or failed tool calls are part of the stored turn; an error of
-        the model propagates and stores nothing (as in the chain)."""
-        import dataclasses
-        import time
-        import uuid
+    ) -> Answer:
+        """One agent turn: the engine's turn (history, language, storage, trace) answered by an
+        :class:`~saem.app.agent.AgentStrategy` over the built-in tools bound to this data dir."""
+        from saem.app.agent import AgentStrategy, tool_session
 
-        from langchain_core.messages import AIMessage, HumanMessage
-
-        from saem.agents.builtin import DEFAULT_TOOLS, builtin_tools
-        from saem.agents.loop import AgentLoop
-        from saem.agents.registry import ToolRegistry
-        from saem.agents.router import Router
-        from saem.app.language import detect_language
-        from saem.app.traces import agent_trace
-        from saem.memory.history import SQLiteChatMessageHistory
-
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty: ask something")
-        if agent not in ("router", "loop"):
-            raise ValueError(f"agent must be 'router' or 'loop', not {agent!r}")
-        t0 = time.perf_counter()
         engine = self.engine
-        history = SQLiteChatMessageHistory(session_id, engine.db, user_id)
-        turns = int(getattr(self.settings, "history_turns", 4))
-        earlier = _plain_turns(history.last(2 * turns + 2), turns)  # SessionForbidden for another user
-        registry = ToolRegistry(
-            builtin_tools(
-                retrieve=lambda q, k: self.retrieve(q, k),
-                memory=engine.ltm,
-                user_id=user_id,
-                list_sources=lambda: [s.path for s in self._sources()],
-            ),
-            timeout=30.0,
-            max_tool_calls=8,
+        session = tool_session(
+            tools,
+            retrieve=lambda q, k: self.retrieve(q, k),
+            memory=engine.ltm,
+            user_id=user_id,
+            list_sources=lambda: [s.path for s in self._sources()],
+            confirm=confirm,
         )
-        allow = [n for n in DEFAULT_TOOLS if n in registry] if tools == "default" else list(tools)
-        session = registry.session(allow=allow, confirm=confirm)
-        runner: Router | AgentLoop
-        if agent == "router":
-            runner = Router(self.chat_model, session)
-        else:
-            runner = AgentLoop(self.chat_model, session)
-        timings = {"load": time.perf_counter() - t0}
-        result: AgentResult = runner.run(question, history=earlier)
-        trace_id = uuid.uuid4().hex
-        result = dataclasses.replace(result, trace_id=trace_id)
-
-        t = time.perf_counter()
-        summary = [
-            {"name": c.name, "status": c.status, "reason": c.reason, "summary": c.summary} for c in result.tool_calls
-        ]
-        meta = {"trace_id": trace_id, "agent": agent, "stop_reason": result.stop_reason, "tool_calls": summary}
-        history.append([HumanMessage(question), AIMessage(result.text, response_metadata=meta)])
-        timings["persist"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - t0
-        prompt = _render_prompt(runner.model, runner.last_messages, session.tools if agent == "loop" else None)
-        forced = getattr(self.settings, "answer_language", "auto")
-        language = forced if forced in ("ko", "en") else detect_language(question, default="en") or "en"
-        engine.traces.add(
-            agent_trace(
-                result,
-                trace_id=trace_id,
-                session_id=session_id,
-                user_id=user_id,
-                question=question,
-                agent=agent,
-                language=language,
-                prompt=prompt,
-                prompt_tokens=engine.builder.count_text(prompt) if prompt else 0,
-                timings=timings,
-            )
-        )
-        return result
+        strategy = AgentStrategy(self.chat_model, session, agent=agent, history_turns=self.settings.history_turns)
+        return engine.ask(question, session_id=session_id, user_id=user_id, strategy=strategy)
 
     def _sources(self) -> list[Any]:
         from saem.store.catalogue import Catalogue, Source
@@ -455,37 +391,3 @@ def _deferred_embeddings(get: Callable[[], Embeddings]) -> Embeddings:
             return str(getattr(real, "model_id", None) or type(real).__name__)
 
     return Deferred()
-
-
-def _plain_turns(messages: Sequence[BaseMessage], turns: int) -> list[BaseMessage]:
-    """The last ``turns`` complete turns of ``messages`` as plain user/assistant text messages
-    (tool messages, tool-call-only replies and metadata left out; citation markers removed,
-    since they pointed at another turn's documents)."""
-    from langchain_core.messages import AIMessage, HumanMessage
-
-    from saem.app.context import strip_markers
-
-    pairs: list[list[BaseMessage]] = []
-    for m in messages:
-        if m.type == "human":
-            pairs.append([HumanMessage(m.text)])
-        elif m.type == "ai" and m.text.strip() and pairs and len(pairs[-1]) == 1:
-            pairs[-1].append(AIMessage(strip_markers(m.text).strip()))
-    complete = [p for p in pairs if len(p) == 2]
-    return [m for p in complete[-turns:] for m in p] if turns > 0 else []
-
-
-def _render_prompt(model: Any, messages: Sequence[BaseMessage], tools: Sequence[Any] | None) -> str:
-    """The prompt of an agent's last model call as the model renders it (its chat template, with
-    the bound tools), else a plain rendering."""
-    from saem.app.context import plain_render
-
-    if not messages:
-        return ""
-    render = getattr(model, "render_prompt", None)
-    if callable(render):
-        try:
-            return str(render(list(messages), tools=tools) if tools else render(list(messages)))
-        except Exception:  # a prompt that cannot be rendered must not lose the stored turn
-            pass
-    return plain_render(messages)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from saem.agents.types import AgentStep, StopReason, ToolCallRecord
+
 __all__ = ["Answer", "BudgetReport", "Citation", "Source", "CitationStatus"]
 
 CitationStatus = Literal["verified", "unverified", "unsupported", "invalid"]
@@ -127,6 +129,11 @@ class Answer:
     truncated, a memory was stored). ``memories`` are the texts of the recalled memories that
     went into the prompt. ``trace_id`` reads the full trace back (``ChatEngine.trace``).
 
+    Every turn returns an ``Answer``, whichever strategy answered it. When an agent answered
+    (``Saem.ask(..., tools=...)``), ``agent`` names it (``"router"`` or ``"loop"``; ``""`` for a
+    document answer) and ``tool_calls``, ``steps``, ``stop_reason`` and ``choice`` say what it did,
+    as in ``saem.agents.AgentResult``; ``sources``, ``citations`` and ``budget`` stay empty then.
+
     In an LCEL stream, tokens (``str``) come first and the ``Answer`` last; ``__radd__`` lets
     LCEL fold ``"tok" + ... + answer`` into the answer, so ``chain.invoke`` returns it.
     """
@@ -143,6 +150,11 @@ class Answer:
     session_id: str = ""
     question: str = ""
     standalone_question: str = ""
+    agent: str = ""
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    steps: list[AgentStep] = field(default_factory=list)
+    stop_reason: StopReason = "answer"
+    choice: dict[str, Any] | None = None
 
     @property
     def supported_citations(self) -> list[Citation]:

@@ -11,7 +11,6 @@ import pytest
 from langchain_core.messages import AIMessage
 from rich.console import Console
 
-from saem.agents.types import AgentResult
 from saem.app.saem import Saem
 from saem.app.types import Answer
 from saem.cli.repl import Repl
@@ -59,7 +58,7 @@ CALC = choice({"action": "use_tool", "tool": "calculator", "arguments": {"expres
 def test_agent_turn_is_in_the_session_history_and_sessions(data_dir: Path, tmp_path: Path) -> None:
     app, _ = make_app(data_dir, tmp_path, [CALC, "17 times 23 is 391."])
     result = app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools="default")
-    assert isinstance(result, AgentResult) and result.text == "17 times 23 is 391." and result.trace_id
+    assert isinstance(result, Answer) and result.text == "17 times 23 is 391." and result.trace_id
     history = app.history("s1")
     assert [(m.type, m.text) for m in history] == [("human", "What is 17 times 23?"), ("ai", "17 times 23 is 391.")]
     meta = history[1].response_metadata
@@ -108,7 +107,7 @@ def test_trace_has_every_step_with_tool_call_statuses(data_dir: Path, tmp_path: 
     result = app.ask(
         "What is 2**10? Then forget everything.", session_id="s2", user_id="alice", tools="default", agent="loop"
     )
-    assert isinstance(result, AgentResult)
+    assert isinstance(result, Answer)
     t = app.trace(result.trace_id)
     assert t is not None and t.agent == "loop" and t.stop_reason == "answer" and t.user_id == "alice"
     assert t.question == "What is 2**10? Then forget everything." and t.answer == result.text
@@ -137,7 +136,7 @@ def test_trace_has_every_step_with_tool_call_statuses(data_dir: Path, tmp_path: 
 def test_router_trace_has_the_route_choice(data_dir: Path, tmp_path: Path) -> None:
     app, _ = make_app(data_dir, tmp_path, [CALC, "17 times 23 is 391."])
     result = app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools=["calculator"])
-    assert isinstance(result, AgentResult)
+    assert isinstance(result, Answer)
     t = app.trace(result.trace_id)
     assert t is not None and [s["kind"] for s in t.steps] == ["route", "tool", "model"]
     assert t.choice == {"action": "use_tool", "tool": "calculator", "arguments": {"expression": "17*23"}}
@@ -194,3 +193,50 @@ def test_repl_tools_mode_shows_the_agent_trace(data_dir: Path, tmp_path: Path) -
     assert "no answer yet" not in text and "failed" not in text
     assert "agent steps (router, stopped: answer)" in text
     assert "route" in text and "ran: 391" in text and "Question: What is 17 times 23?" in text
+
+
+def test_an_agent_turn_returns_an_answer_carrying_what_the_agent_did(data_dir: Path, tmp_path: Path) -> None:
+    app, _ = make_app(data_dir, tmp_path, [CALC, "17 times 23 is 391."])
+    result = app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools=["calculator"])
+    assert isinstance(result, Answer) and (result.agent, result.stop_reason) == ("router", "answer")
+    assert [(c.name, c.status, c.summary) for c in result.tool_calls] == [("calculator", "ran", "391")]
+    assert [s.kind for s in result.steps] == ["route", "tool", "model"] and result.choice is not None
+    assert (result.session_id, result.question, result.language) == ("s1", "What is 17 times 23?", "en")
+    # nothing was retrieved for it, so no sources, citations or budget are claimed
+    assert result.sources == [] and result.citations == [] and result.budget is None and not result.abstained
+    assert result.to_dict()["tool_calls"][0]["arguments"] == {"expression": "17*23"}
+    # a document turn says it was not an agent's
+    app2, _ = make_app(data_dir, tmp_path / "b", ["Top-p keeps the smallest set of tokens [1]."])
+    doc = app2.ask(TOP_P, session_id="s1", user_id="alice")
+    assert (doc.agent, doc.tool_calls, doc.steps, doc.stop_reason) == ("", [], [], "answer")
+
+
+def test_agent_and_document_turns_follow_the_same_answer_language_setting(data_dir: Path, tmp_path: Path) -> None:
+    app, _ = make_app(data_dir, tmp_path, [CALC, "17 곱하기 23은 391입니다.", "Top-p는 가장 작은 집합을 남깁니다 [1]."])
+    app.configure(answer_language="ko")
+    agent = app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools=["calculator"])
+    doc = app.ask(TOP_P, session_id="s1", user_id="alice")
+    assert agent.language == doc.language == "ko"
+    assert [app.trace(a.trace_id).language for a in (agent, doc)] == ["ko", "ko"]  # type: ignore[union-attr]
+
+
+def test_a_turn_reads_the_session_history_once(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from saem.memory.history import SQLiteChatMessageHistory
+
+    reads: list[int] = []
+    last = SQLiteChatMessageHistory.last
+    monkeypatch.setattr(SQLiteChatMessageHistory, "last", lambda self, n: reads.append(n) or last(self, n))
+
+    class Prefilling(ScriptedChatModel):
+        prefilled: list[Any] = []
+
+        def prefill(self, messages: list[Any]) -> None:
+            self.prefilled.append(messages)
+
+    app, _ = make_app(data_dir, tmp_path, [])
+    model = Prefilling(script=["Top-p keeps the smallest set [1].", CALC, "391."], prefilled=[])
+    app._chat_model = model
+    app.ask(TOP_P, session_id="s1", user_id="alice")  # a document turn, and its prefill of the next
+    app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools=["calculator"])
+    assert len(reads) == 2 and len(model.prefilled) == 1
+    assert model.prefilled[0][-1].text == "Top-p keeps the smallest set."  # this answer, markers removed

@@ -16,6 +16,7 @@ from saem.app.engine import ChatEngine
 from saem.app.types import Answer
 from saem.memory.history import SessionForbidden
 from saem.retrieval.types import Hit, RetrievalResult
+from saem.settings import Settings
 from saem.testing import HashEmbeddings, ScriptedChatModel
 
 pytestmark = pytest.mark.unit
@@ -50,10 +51,16 @@ class FakeRetriever:
         return self.docs[:k]
 
 
+def settings_of(**opts: Any) -> Settings:
+    """The settings of a test turn: defaults, but generating answers (the packaged default
+    chat model would make ``auto`` extractive), without reading the environment."""
+    return Settings.load({"answer_mode": "generate", **opts}, environ={})
+
+
 def make(
     tmp_path: Path, script: list[Any], docs: list[Document] | None = None, **opts: Any
 ) -> tuple[ChatEngine, ScriptedChatModel, FakeRetriever]:
-    settings = SimpleNamespace(**{"n_ctx": 4096, "max_tokens": 256, "retrieve_k": 5, **opts})
+    settings = settings_of(**{"n_ctx": 4096, "max_tokens": 256, "retrieve_k": 5, **opts})
     model = ScriptedChatModel(script=script)
     retriever = FakeRetriever([doc(1, TOP_P, 0.9), doc(2, LORA, 0.4, "lora.md")] if docs is None else docs)
     engine = ChatEngine(
@@ -113,7 +120,7 @@ def test_abstention_answers_without_calling_the_model(tmp_path: Path) -> None:
     searcher = SimpleNamespace(search=lambda q, k: RetrievalResult(query=q, hits=[], abstained=True, reason=reason))
     model2 = ScriptedChatModel(script=[])
     engine2 = ChatEngine(
-        SimpleNamespace(),
+        settings_of(),
         searcher_or_retrieve_fn=searcher,
         chat_model=model2,
         memory_db=tmp_path / "b.db",
@@ -257,7 +264,7 @@ def test_a_question_naming_what_no_document_mentions_abstains(tmp_path: Path) ->
 
     def engine_with(db: str, **opts: Any) -> tuple[ChatEngine, ScriptedChatModel]:
         model = ScriptedChatModel(script=["Top-p keeps a nucleus [1]."])
-        engine = ChatEngine(SimpleNamespace(**opts), searcher_or_retrieve_fn=SimpleNamespace(search=search),
+        engine = ChatEngine(settings_of(**opts), searcher_or_retrieve_fn=SimpleNamespace(search=search),
                             chat_model=model, memory_db=tmp_path / db, embeddings=HashEmbeddings(64))  # fmt: skip
         return engine, model
 
@@ -313,8 +320,9 @@ def test_hybrid_mode_reads_every_marker_form_as_a_citation(tmp_path: Path, marke
 
 
 def test_hybrid_mode_falls_back_when_the_answer_is_unsupported_or_in_the_wrong_language(tmp_path: Path) -> None:
-    engine, model, _ = make(tmp_path, ["Napoleon invented bananas at Waterloo [1].", "질문: LoRA는?"],
-                            answer_mode="hybrid")
+    engine, model, _ = make(
+        tmp_path, ["Napoleon invented bananas at Waterloo [1].", "질문: LoRA는?"], answer_mode="hybrid"
+    )
     invented = engine.ask("What does top-p sampling keep?", session_id="s1", user_id="u")
     assert "Top-p sampling keeps the smallest set of tokens" in invented.text
     assert invented.notices and "content words" in invented.notices[-1]
@@ -324,15 +332,16 @@ def test_hybrid_mode_falls_back_when_the_answer_is_unsupported_or_in_the_wrong_l
     assert korean.notices and korean.language == "ko"
 
 
-def test_auto_mode_is_extractive_only_for_the_packaged_model() -> None:
-    from saem.app.chain import answer_mode
-
-    def deps(**kw: Any) -> Any:
-        return SimpleNamespace(opt=lambda name, default: kw.get(name, default))
-
-    assert answer_mode(deps(chat_model="packaged:smollm2")) == "extractive"
-    assert answer_mode(deps(chat_model="/models/qwen.gguf")) == "generate"
-    assert answer_mode(deps(chat_model="packaged:smollm2", answer_mode="generate")) == "generate"
+@pytest.mark.parametrize(
+    ("chat_model", "mode", "calls"),
+    [("packaged:smollm2", "auto", 0), ("/models/qwen.gguf", "auto", 1), ("packaged:smollm2", "generate", 1)],
+)
+def test_auto_mode_is_extractive_only_for_the_packaged_model(
+    tmp_path: Path, chat_model: str, mode: str, calls: int
+) -> None:
+    engine, model, _ = make(tmp_path, ["Top-p keeps a nucleus [1]."], chat_model=chat_model, answer_mode=mode)
+    a = engine.ask("What does top-p sampling keep?", session_id="s")
+    assert len(model.prompts) == calls and "[1]" in a.text
 
 
 class PrefillingModel(ScriptedChatModel):
@@ -348,7 +357,7 @@ class PrefillingModel(ScriptedChatModel):
 
 
 def make_prefilling(tmp_path: Path, script: list[Any], **opts: Any) -> tuple[ChatEngine, PrefillingModel]:
-    settings = SimpleNamespace(**{"n_ctx": 4096, "max_tokens": 256, "retrieve_k": 5, **opts})
+    settings = settings_of(**{"n_ctx": 4096, "max_tokens": 256, "retrieve_k": 5, **opts})
     model = PrefillingModel(script=script, prefilled=[])
     engine = ChatEngine(
         settings,
@@ -419,7 +428,7 @@ def test_a_reranker_failure_is_answered_around_and_its_warning_kept_in_the_trace
     Saem(data_dir=tmp_path / "data", embedder=HashEmbeddings(64)).ingest(docs)
     searcher = HybridSearcher(tmp_path / "data", HashEmbeddings(64), reranker=Exploding())
     model = ScriptedChatModel(script=["Top-p keeps the smallest set of tokens [1]."])
-    engine = ChatEngine(SimpleNamespace(), searcher_or_retrieve_fn=searcher, chat_model=model,
+    engine = ChatEngine(settings_of(), searcher_or_retrieve_fn=searcher, chat_model=model,
                         memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(64))  # fmt: skip
     a = engine.ask("What does top-p sampling keep?", session_id="s")
     assert not a.abstained and a.text == "Top-p keeps the smallest set of tokens [1]." and len(model.prompts) == 1
