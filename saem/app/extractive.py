@@ -199,8 +199,13 @@ def extractive_answer(
 
     chosen.sort(key=lambda i: (candidates[i][0], candidates[i][1]))  # document order
     extracts = [
-        Extract(text=candidates[i][3], source=candidates[i][0] + 1, start=candidates[i][1], end=candidates[i][2],
-                score=float(scores[i]))
+        Extract(
+            text=candidates[i][3],
+            source=candidates[i][0] + 1,
+            start=candidates[i][1],
+            end=candidates[i][2],
+            score=float(scores[i]),
+        )
         for i in chosen
     ]
     text = " ".join(f"{e.text} [{e.source}]" for e in extracts)

@@ -32,8 +32,9 @@ def test_english_question_picks_the_supporting_sentence_with_its_citation() -> N
 
 
 def test_korean_question_gets_korean_sentences_in_document_order() -> None:
-    answer = extractive_answer("LoRA에서 랭크 r은 보통 어떤 값을 쓰나요?", [KO, NOISE], embeddings=HashEmbeddings(256),
-                               max_sentences=2)
+    answer = extractive_answer(
+        "LoRA에서 랭크 r은 보통 어떤 값을 쓰나요?", [KO, NOISE], embeddings=HashEmbeddings(256), max_sentences=2
+    )
     assert "랭크 r은 보통 4에서 64 사이의 값을 씁니다. [1]" in answer.text
     assert all(e.source == 1 for e in answer.extracts)
     starts = [e.start for e in answer.extracts]
@@ -92,24 +93,35 @@ def test_nothing_relevant_gives_an_empty_answer() -> None:
 
 def test_content_tokens_drop_function_words() -> None:
     assert content_tokens("What does LoRA train instead of the full matrix?") == [
-        "lora", "train", "instead", "full", "matrix",
+        "lora",
+        "train",
+        "instead",
+        "full",
+        "matrix",
     ]
 
 
 def test_gate_passes_a_supported_answer_in_the_right_language() -> None:
     ok = check_generated(
         "Top-p is also called nucleus sampling [1].",
-        question_language="en", answer_language="en", cited_texts=[EN.page_content],
+        question_language="en",
+        answer_language="en",
+        cited_texts=[EN.page_content],
     )
     assert ok == []
 
 
 def test_gate_rejects_wrong_language_unsupported_words_and_no_citation() -> None:
-    wrong_lang = check_generated("nucleus sampling [1]", question_language="ko", answer_language="en",
-                                 cited_texts=[EN.page_content])
+    wrong_lang = check_generated(
+        "nucleus sampling [1]", question_language="ko", answer_language="en", cited_texts=[EN.page_content]
+    )
     assert len(wrong_lang) == 1 and "'en'" in wrong_lang[0]
-    invented = check_generated("Top-p was invented by Napoleon at Waterloo [1].", question_language="en",
-                               answer_language="en", cited_texts=[EN.page_content])
+    invented = check_generated(
+        "Top-p was invented by Napoleon at Waterloo [1].",
+        question_language="en",
+        answer_language="en",
+        cited_texts=[EN.page_content],
+    )
     assert len(invented) == 1 and "content words" in invented[0]
     uncited = check_generated("nucleus sampling", question_language="en", answer_language="en", cited_texts=[])
     assert uncited == ["the answer cites no retrieved chunk"]
