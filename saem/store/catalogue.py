@@ -17,45 +17,39 @@ Tables (SQLAlchemy 2.0 typed ORM):
     with cat.write() as s:          # BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)
         set_meta(s, "embed_model", "fake")
 
-Every connection runs in WAL mode with ``busy_timeout`` and foreign keys on; writers start with
-``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing mid-transaction.
-Readers are never blocked by a writer (WAL). A ``Catalogue`` may be shared by threads (the
-engine pools connections); a ``Session`` may not. ``DataDirLock`` is the exclusive lock an
-ingest holds on the data dir (``flock``: released by the kernel when the process dies).
+``Catalogue`` is the one database handle, :class:`saem.store.db.Database` (WAL, ``busy_timeout``,
+``BEGIN IMMEDIATE`` writers; share the handle between threads, never a ``Session``); the tables
+here are declared on its one metadata. ``DataDirLock`` is the exclusive lock an ingest holds on
+the data dir (``flock``: released by the kernel when the process dies).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    Engine,
     ForeignKey,
     Index,
     LargeBinary,
     String,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from saem.errors import IndexCorrupt, StorageBusy
+from saem.errors import StorageBusy
+from saem.store.db import Base, Database, make_engine, write_session
 
 __all__ = [
     "ChunkSpec",
@@ -67,6 +61,8 @@ __all__ = [
     "Run",
     "Meta",
     "Catalogue",
+    "init_catalogue",
+    "has_catalogue",
     "DataDirLock",
     "get_meta",
     "set_meta",
@@ -92,11 +88,6 @@ class ChunkSpec:
     heading_path: tuple[str, ...] = ()
     page: int | None = None
     n_tokens: int = 0
-
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class Source(Base):
@@ -170,52 +161,6 @@ _FTS_DDL = (
 )
 
 
-@contextmanager
-def write_session(engine: Engine, wrap: Callable[[OperationalError], Exception]) -> Iterator[Session]:
-    """One write transaction on ``engine`` (``BEGIN IMMEDIATE`` on saem's SQLite engines): commit
-    on success, roll back on any error; an ``OperationalError`` is raised as ``wrap(err)``."""
-    with Session(engine, expire_on_commit=False) as s:
-        try:
-            yield s
-            s.commit()
-        except OperationalError as err:
-            s.rollback()
-            raise wrap(err) from err
-        except BaseException:
-            s.rollback()
-            raise
-
-
-def make_engine(db_path: Path, *, readonly: bool, busy_timeout_s: float) -> Engine:
-    if readonly:
-        url = f"sqlite+pysqlite:///file:{db_path}?mode=ro&uri=true"
-    else:
-        url = f"sqlite+pysqlite:///{db_path}"
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" hook emit BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cur.execute("PRAGMA foreign_keys = ON")
-        if not readonly:
-            cur.execute("PRAGMA secure_delete = ON")  # a pruned document's text is overwritten, not left in free pages
-            cur.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL: a killed process loses nothing committed; power loss may lose the
-            # last transactions but never corrupts the file.
-            cur.execute("PRAGMA synchronous = NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("saem_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
 def has_catalogue(s: Session) -> bool:
     """Whether the catalogue's tables exist (the memory module may have made the db first)."""
     wanted = {Meta.__tablename__, Source.__tablename__, Chunk.__tablename__, "chunks_fts"}
@@ -223,79 +168,19 @@ def has_catalogue(s: Session) -> bool:
     return wanted <= set(names)
 
 
-class Catalogue:
-    """A handle on one ``saem.db``. Cheap to create; ``open`` creates the schema if needed.
-
-    Thread-safety: share the ``Catalogue``, not its sessions. Raises ``StorageBusy`` when a
-    write cannot get the database lock within ``busy_timeout_s``.
-    """
-
-    def __init__(self, db_path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> None:
-        self.db_path = Path(db_path)
-        self.readonly = readonly
-        self.engine = make_engine(self.db_path, readonly=readonly, busy_timeout_s=busy_timeout_s)
-        self._write_engine = self.engine.execution_options(saem_write=True)
-
-    @classmethod
-    def open(cls, db_path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> Catalogue:
-        """Open (and, unless ``readonly``, create or upgrade) the catalogue at ``db_path``.
-
-        Idempotent. Raises ``IndexCorrupt`` when the file is not a saem catalogue.
-        """
-        path = Path(db_path)
-        if not readonly:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        cat = cls(path, readonly=readonly, busy_timeout_s=busy_timeout_s)
-        if not readonly:
-            cat.create_schema()
-        return cat
-
-    def create_schema(self) -> None:
-        try:
-            with self.write() as s:
-                conn = s.connection()
-                Base.metadata.create_all(conn)
-                for ddl in _FTS_DDL:
-                    conn.exec_driver_sql(ddl)
-                if get_meta(s, "generation") is None:
-                    set_meta(s, "generation", "0")
-                    set_meta(s, "schema", SCHEMA_VERSION)
-        except OperationalError as err:
-            raise _wrap(err, self.db_path) from err
-
-    @contextmanager
-    def read(self) -> Iterator[Session]:
-        """A read session (deferred transaction: a consistent snapshot until it ends)."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            yield s
-
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction: ``BEGIN IMMEDIATE``, commit on success, rollback on error.
-
-        Keep it short: parse and embed before entering it.
-        """
-        if self.readonly:
-            raise StorageBusy(f"{self.db_path} is open read-only", path=self.db_path)
-        with write_session(self._write_engine, lambda err: _wrap(err, self.db_path)) as s:
-            yield s
-
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` (``"ok"`` when healthy)."""
-        with self.engine.connect() as conn:
-            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
-
-    def close(self) -> None:
-        self.engine.dispose()
+def init_catalogue(s: Session) -> None:
+    """The catalogue's parts that are not plain tables: the FTS5 index and its delete trigger
+    (SQLite), and the ``generation`` counter. Idempotent; :meth:`Database.create_schema` calls it."""
+    if s.get_bind().dialect.name == "sqlite":
+        for ddl in _FTS_DDL:
+            s.connection().exec_driver_sql(ddl)
+    if get_meta(s, "generation") is None:
+        set_meta(s, "generation", "0")
+        set_meta(s, "schema", SCHEMA_VERSION)
 
 
-def _wrap(err: OperationalError, path: Path) -> Exception:
-    msg = str(err.orig) if err.orig is not None else str(err)
-    if "locked" in msg or "busy" in msg:
-        return StorageBusy(f"the catalogue {path} is locked by another writer", path=path, hint="retry in a moment")
-    if "not a database" in msg or "malformed" in msg:
-        return IndexCorrupt(f"{path} is not a readable saem catalogue: {msg}", path=path, hint="move it away")
-    return err
+# The catalogue is read and written through the one database handle.
+Catalogue = Database
 
 
 def get_meta(session: Session, key: str) -> str | None:

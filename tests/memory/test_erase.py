@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event
 from saem.app.traces import TraceStore, TurnTrace
 from saem.memory import LongTermMemory, MemoryDB, SQLiteChatMessageHistory, delete_session
 from saem.memory.erase import REDACTED, redact_traces
-from saem.store import chat as _schema
+from saem.store import db as store_db
 from saem.testing import HashEmbeddings
 
 pytestmark = pytest.mark.unit
@@ -59,14 +59,15 @@ def test_deleted_text_is_zeroed_even_where_the_sqlite_build_keeps_deleted_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # many SQLite builds (Python's own among them) default to secure_delete = ON; simulate one that does not
-    real = _schema.make_engine
+    real = store_db.make_engine
 
     def default_off(*args: Any, **kwargs: Any) -> Engine:
         engine = real(*args, **kwargs)
-        event.listen(engine, "connect", lambda conn, _record: conn.execute("PRAGMA secure_delete = OFF"))
+        # runs before saem's own connect hook, as a build default would
+        event.listen(engine, "connect", lambda conn, _record: conn.execute("PRAGMA secure_delete = OFF"), insert=True)
         return engine
 
-    monkeypatch.setattr(_schema, "make_engine", default_off)
+    monkeypatch.setattr(store_db, "make_engine", default_off)
     path = tmp_path / "saem.db"
     db = MemoryDB.open(path)
     with db.read() as s:
