@@ -133,6 +133,7 @@ class RagStrategy:
         deps, tool_calls = self.deps, []  # type: TurnDeps, list[dict[str, Any]]
         ctx = state.context
         mode = deps.settings.effective_answer_mode
+        abstained = ctx is None
         if ctx is None:
             text = self._abstention(state)
             state.timings["ttft"] = time.perf_counter() - state.t0
@@ -180,7 +181,7 @@ class RagStrategy:
             if hybrid:
                 text = self._hybrid_gate(state, text)
             state.timings["generate"] = time.perf_counter() - t_gen
-        yield Draft(text, tool_call_chunks=tool_calls)
+        yield Draft(text, abstained=abstained, tool_call_chunks=tool_calls)
 
     # --- generation ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from saem.store.chat import MemoryDB, TraceBase, TraceRow
 
@@ -104,8 +105,9 @@ class TraceStore:
         with db.write() as s:
             TraceBase.metadata.create_all(s.connection())
 
-    def add(self, trace: TurnTrace) -> str:
-        """Store ``trace`` (one transaction); returns its id."""
+    def add(self, trace: TurnTrace, *, session: Session | None = None) -> str:
+        """Store ``trace``; returns its id. In its own short transaction, or, given ``session``
+        (a ``MemoryDB.write()`` session), in that one, so a turn's writes commit together."""
         record = asdict(trace)
         created = trace.created_at or time.time()
         data = {k: v for k, v in record.items() if k not in TurnTrace._COLUMNS}
@@ -122,6 +124,9 @@ class TraceStore:
             prompt_tokens=trace.prompt_tokens,
             data=json.dumps(data, ensure_ascii=False, default=str),
         )
+        if session is not None:
+            session.add(row)
+            return trace.id
         with self.db.write() as s:
             s.add(row)
         return trace.id

@@ -157,10 +157,12 @@ class TurnState:
 
 @dataclass
 class Draft:
-    """What a strategy answered: the ``text``; the tool-call chunks a chat model streamed (kept
-    in the trace); for an agent, its name (``router``/``loop``) and its run."""
+    """What a strategy answered: the ``text``; ``abstained`` when it says the documents do not
+    hold the answer; the tool-call chunks a chat model streamed (kept in the trace); for an
+    agent, its name (``router``/``loop``) and its run."""
 
     text: str
+    abstained: bool = False
     tool_call_chunks: list[dict[str, Any]] = field(default_factory=list)
     agent: str = ""
     result: AgentResult | None = None
@@ -313,7 +315,7 @@ def _answer(deps: TurnDeps, state: TurnState, draft: Draft) -> Answer:
         text=draft.text.strip(),
         citations=resolve_citations(draft.text, sources) if result is None else [],
         language=state.language,
-        abstained=state.reply is None and ctx is None and result is None,
+        abstained=draft.abstained,
         budget=budget,
         trace_id=state.trace_id,
         sources=list(sources),

@@ -1,0 +1,80 @@
+"""The turn's shared steps: the answer-language rule, the strategy seam, traces joining a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from saem.app.engine import ChatEngine
+from saem.app.traces import TraceStore, TurnTrace
+from saem.app.turn import Draft, TurnState, answer_language
+from saem.app.types import Answer
+from saem.settings import Settings
+from saem.store.chat import MemoryDB
+from saem.testing import HashEmbeddings, ScriptedChatModel
+
+pytestmark = pytest.mark.unit
+
+
+def settings(**opts: object) -> Settings:
+    return Settings.load({"answer_mode": "generate", **opts}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("forced", "question", "expected"),
+    [
+        ("auto", "LoRA는 무엇을 학습하나요?", "ko"),
+        ("auto", "What does LoRA train?", "en"),
+        ("auto", "42?", "en"),  # too short to tell
+        ("ko", "What does LoRA train?", "ko"),
+        ("en", "LoRA는 무엇을 학습하나요?", "en"),
+    ],
+)
+def test_the_answer_language_is_forced_or_the_questions(forced: str, question: str, expected: str) -> None:
+    assert answer_language(settings(answer_language=forced), question) == expected
+
+
+class Echo:
+    """A third strategy: answers with the question reversed, word by word, in two tokens."""
+
+    memory = False
+
+    def __init__(self) -> None:
+        self.seen: list[TurnState] = []
+
+    def answer(self, state: TurnState) -> Iterator[str | Draft]:
+        self.seen.append(state)
+        words = state.question.split()[::-1]
+        yield " ".join(words[:1])
+        yield " " + " ".join(words[1:])
+        yield Draft(" ".join(words))
+
+
+def test_any_strategy_gets_the_turns_history_language_storage_and_trace(tmp_path: Path) -> None:
+    model = ScriptedChatModel(script=[])
+    engine = ChatEngine(settings(answer_language="ko"), searcher_or_retrieve_fn=lambda q, k: [], chat_model=model,
+                        memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(64))  # fmt: skip
+    echo = Echo()
+    first = engine.ask("one two three", session_id="s", user_id="u", strategy=echo)
+    pieces = list(engine.stream("remember four five", session_id="s", user_id="u", strategy=echo))
+    assert pieces[:-1] == ["five", " four remember"] and isinstance(pieces[-1], Answer)
+    assert (first.text, first.language, first.abstained) == ("three two one", "ko", False)
+    # the strategy saw the stored first turn; with memory=False, "remember …" is just a question
+    assert [m.text for m in echo.seen[1].history] == ["one two three", "three two one"]
+    assert engine.memories("u") == [] and model.prompts == []
+    t = engine.trace(first.trace_id)
+    assert t is not None and (t.question, t.answer, t.language) == ("one two three", "three two one", "ko")
+    assert {"load", "persist", "total"} <= set(t.timings)
+
+
+def test_a_trace_added_in_a_session_commits_or_rolls_back_with_it(tmp_path: Path) -> None:
+    db = MemoryDB.open(tmp_path / "saem.db")
+    traces = TraceStore(db)
+    with db.write() as s:
+        traces.add(TurnTrace(id="kept", session_id="s", user_id="u", question="q"), session=s)
+    with pytest.raises(RuntimeError), db.write() as s:
+        traces.add(TurnTrace(id="lost", session_id="s", user_id="u", question="q"), session=s)
+        raise RuntimeError("a later write of the turn failed")
+    assert traces.get("kept") is not None and traces.get("lost") is None
