@@ -38,7 +38,9 @@ from typing import Any, Literal
 
 from saem.errors import ModelError
 from saem.models._chat_template import ChatTemplate, ChatTemplateSecurityError, builtin_template
+from saem.models._defaults import setting_default
 from saem.models._grammar import compile_grammar
+from saem.models._kv import common_prefix, eog_tokens, find_stop, restore_from_cache, reusable_prefix, special_text
 from saem.models.tracing import ChatTrace
 
 __all__ = ["LlamaEngine", "Sampling"]
@@ -67,13 +69,13 @@ _PROBE = [
 class Sampling:
     """Sampling parameters of one call (temperature 0 = greedy)."""
 
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    max_tokens: int = 512
-    seed: int = 42
+    temperature: float = setting_default("temperature")
+    top_p: float = setting_default("top_p")
+    top_k: int = setting_default("top_k")
+    min_p: float = 0.05  # not a setting: llama.cpp's default, and what every saem call uses
+    repeat_penalty: float = setting_default("repeat_penalty")
+    max_tokens: int = setting_default("max_tokens")
+    seed: int = setting_default("seed")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,10 +93,10 @@ class LlamaEngine:
         self,
         model_path: str | Path | None = None,
         *,
-        n_ctx: int = 4096,
-        n_threads: int = 1,
-        n_batch: int = 256,
-        seed: int = 42,
+        n_ctx: int = setting_default("n_ctx"),
+        n_threads: int = setting_default("n_threads"),
+        n_batch: int = setting_default("n_batch"),
+        seed: int = setting_default("seed"),
         chat_format: str | None = None,
         chat_template: str | None = None,
         cache: Literal["ram"] | None = None,
@@ -202,8 +204,8 @@ class LlamaEngine:
                 path=self.model_path,
                 hint="set chat_format (chatml, llama-3, mistral-instruct, gemma) to the format the model was tuned on",
             )
-        bos = _special_text(llama, llama.token_bos())
-        eos = _special_text(llama, llama.token_eos())
+        bos = special_text(llama, llama.token_bos())
+        eos = special_text(llama, llama.token_eos())
         template = ChatTemplate(source, bos_token=bos, eos_token=eos)
         try:  # surface sandbox violations at load time, before anything is decoded
             template.render(_PROBE)
@@ -211,7 +213,7 @@ class LlamaEngine:
             raise
         except ModelError:
             pass  # e.g. a template that refuses system messages; real calls will say so
-        self._eog = frozenset(_eog_tokens(llama))
+        self._eog = frozenset(eog_tokens(llama))
         self._bos_text = bos
         self._template = template
 
@@ -287,7 +289,7 @@ class LlamaEngine:
         with self.hold() as llama:
             for prompt in prompts:
                 tokens = self._tokenize_unlocked(prompt)[: llama.n_ctx() - 1]
-                shared = min(_common_prefix(llama, tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
+                shared = min(common_prefix(llama, tokens), len(tokens) - 1)  # evaluate >= 1 token: fresh logits
                 llama.n_tokens = shared
                 llama.eval(tokens[shared:])
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llama.ctx), shape=(llama.n_vocab(),))
@@ -324,8 +326,8 @@ class LlamaEngine:
         # the last token may merge with the text that follows it in the full prompt
         tokens = self._tokenize_unlocked(prompt)[:-1][: llama.n_ctx() - 1]
         if getattr(llama, "cache", None) is not None:
-            _restore_from_cache(llama, tokens)
-        done = _common_prefix(llama, tokens)
+            restore_from_cache(llama, tokens)
+        done = common_prefix(llama, tokens)
         if done == len(tokens):
             return
         llama.n_tokens = done
@@ -384,8 +386,8 @@ class LlamaEngine:
             )
         budget = min(sampling.max_tokens, n_ctx - len(tokens))
         if getattr(llama, "cache", None) is not None:
-            _restore_from_cache(llama, tokens)
-        cached = _reusable_prefix(llama, tokens)
+            restore_from_cache(llama, tokens)
+        cached = reusable_prefix(llama, tokens)
         trace.prompt, trace.prompt_tokens, trace.cached_tokens = prompt, len(tokens), cached
         trace.sampling, trace.stop, trace.lock_wait = sampling.as_dict(), list(stop), waited
         llama.set_seed(sampling.seed)
@@ -416,7 +418,7 @@ class LlamaEngine:
                     break
                 completion.append(token)
                 text += decoder.decode(llama.detokenize([token], special=False))
-                cut = _find_stop(text, stop, sent)
+                cut = find_stop(text, stop, sent)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
                     break
@@ -442,70 +444,3 @@ class LlamaEngine:
                 llama.cache[tokens + completion] = llama.save_state()
         if len(text) > sent:
             yield text[sent:]
-
-
-def _special_text(llama: Any, token: int) -> str:
-    if token is None or token < 0:
-        return ""
-    try:
-        return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="replace")
-    except Exception:  # some vocabularies have no BOS/EOS text
-        return ""
-
-
-def _eog_tokens(llama: Any) -> set[int]:
-    eog = {llama.token_eos()}
-    try:
-        import llama_cpp
-
-        vocab = llama._model.vocab
-        eog |= {t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
-    except Exception:  # a test double or an older binding: EOS only
-        pass
-    return {t for t in eog if t is not None and t >= 0}
-
-
-def _common_prefix(llama: Any, tokens: list[int]) -> int:
-    """How many leading ``tokens`` the KV cache already holds."""
-    n_past = int(getattr(llama, "n_tokens", 0))
-    lcp = 0
-    for a, b in zip(llama.input_ids[:n_past], tokens, strict=False):
-        if a != b:
-            break
-        lcp += 1
-    return lcp
-
-
-def _reusable_prefix(llama: Any, tokens: list[int]) -> int:
-    """How many prompt tokens ``Llama.generate`` will take from the KV cache (its own rule)."""
-    n_past = int(getattr(llama, "n_tokens", 0))
-    if n_past == 0:
-        return 0
-    lcp = _common_prefix(llama, tokens)
-    if lcp == len(tokens):  # generate() replays one token to refresh the logits
-        return lcp - 1 if (n_past != len(tokens) or getattr(llama, "_requires_eval", True)) else lcp
-    return lcp
-
-
-def _restore_from_cache(llama: Any, tokens: list[int]) -> None:
-    """Load the RAM-cache state with the longest shared prefix if it beats the live KV cache."""
-    try:
-        state = llama.cache[tokens]
-    except KeyError:
-        return
-    from llama_cpp import Llama
-
-    cached = Llama.longest_token_prefix(state.input_ids.tolist(), tokens)
-    live = Llama.longest_token_prefix(llama._input_ids.tolist(), tokens)
-    if cached > live:
-        llama.load_state(state)
-
-
-def _find_stop(text: str, stop: list[str], sent: int) -> int | None:
-    """Index where the earliest stop string starts in ``text`` (searching only new text)."""
-    best: int | None = None
-    for s in stop:
-        i = text.find(s, max(0, sent - len(s) + 1))
-        if i != -1 and (best is None or i < best):
-            best = i
-    return best

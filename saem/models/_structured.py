@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from operator import itemgetter
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk
 from langchain_core.output_parsers.transform import BaseCumulativeTransformOutputParser
 from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.json import parse_partial_json
 from pydantic import BaseModel, ValidationError
 from pydantic.v1 import BaseModel as BaseModelV1
@@ -22,11 +26,35 @@ from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from saem.errors import StructuredOutputError
 
-__all__ = ["StructuredOutputParser", "is_pydantic_class"]
+__all__ = ["StructuredOutputParser", "is_pydantic_class", "parser_for", "with_parser"]
 
 
 def is_pydantic_class(schema: Any) -> bool:
     return isinstance(schema, type) and issubclass(schema, BaseModel | BaseModelV1)
+
+
+def parser_for(schema: Any, *, tool_name: str | None = None) -> StructuredOutputParser:
+    """The parser of output that should match ``schema`` (a pydantic class, a JSON schema, a
+    TypedDict, or None for any object): validated by the pydantic class when there is one, else
+    checked for the schema's required keys. ``tool_name``: read that tool call's arguments."""
+    json_schema: dict[str, Any] = convert_to_json_schema(schema) if schema is not None else {}
+    return StructuredOutputParser(
+        pydantic_class=schema if is_pydantic_class(schema) else None,
+        required=list(json_schema.get("required", [])),
+        tool_name=tool_name,
+    )
+
+
+def with_parser(
+    llm: Runnable[LanguageModelInput, Any], parser: StructuredOutputParser, *, include_raw: bool
+) -> Runnable[LanguageModelInput, Any]:
+    """``llm | parser``, or with ``include_raw`` LangChain's ``{"raw", "parsed", "parsing_error"}``
+    dict, where a parsing failure is caught into ``parsing_error`` (and ``parsed`` is None)."""
+    if not include_raw:
+        return llm | parser
+    parser_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+    parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
+    return RunnableMap(raw=llm) | parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
 
 
 class StructuredOutputParser(BaseCumulativeTransformOutputParser[Any]):

@@ -28,9 +28,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -38,16 +37,20 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from saem.models._defaults import setting_default
 from saem.models._engine import LlamaEngine, Sampling
 from saem.models._grammar import JSON_OBJECT_GBNF, json_schema_grammar, tool_call_grammar
-from saem.models._structured import StructuredOutputParser, is_pydantic_class
+from saem.models._structured import parser_for, with_parser
 from saem.models._tools import forced_tools, parse_tool_calls, to_openai_tools, to_template_messages
 from saem.models.registry import fetch_hub_gguf, resolve
 from saem.models.tracing import ChatTrace, langsmith_params
+
+if TYPE_CHECKING:
+    from saem.settings import Settings
 
 __all__ = ["LlamaCppChatModel", "LlamaEngine", "ChatTrace"]
 
@@ -56,6 +59,7 @@ logger = logging.getLogger("saem.models")
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed")
 _IGNORED_KWARGS = ("model", "stream_usage", "parallel_tool_calls", "strict")
 _TOOL_TAG = "<tool_call>"
+_SAMPLING = Sampling()  # the defaults (from Settings; min_p is llama.cpp's)
 
 
 class LlamaCppChatModel(BaseChatModel):
@@ -65,20 +69,20 @@ class LlamaCppChatModel(BaseChatModel):
 
     model_path: str | None = None
     """A ``.gguf`` path or ``packaged:<name>``; None = the packaged SmolLM2."""
-    chat_format: str | None = None
+    chat_format: str | None = setting_default("chat_format")
     """Built-in template (chatml, llama-3, mistral-instruct, gemma) for a GGUF without one."""
     chat_template: str | None = None
     """Jinja source that replaces the GGUF's template (rendered in the same sandbox)."""
-    n_ctx: int = 4096
-    n_threads: int = 1
-    n_batch: int = 256
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    max_tokens: int = 512
-    seed: int = 42
+    n_ctx: int = setting_default("n_ctx")
+    n_threads: int = setting_default("n_threads")
+    n_batch: int = setting_default("n_batch")
+    temperature: float = _SAMPLING.temperature
+    top_p: float = _SAMPLING.top_p
+    top_k: int = _SAMPLING.top_k
+    min_p: float = _SAMPLING.min_p
+    repeat_penalty: float = _SAMPLING.repeat_penalty
+    max_tokens: int = _SAMPLING.max_tokens
+    seed: int = _SAMPLING.seed
     stop: list[str] | None = None
     max_string_chars: int | None = 256
     """Under a grammar (tool calls, ``json_schema``), strings without a ``maxLength`` get this one,
@@ -93,13 +97,13 @@ class LlamaCppChatModel(BaseChatModel):
     """Accepted for drop-in compatibility; a local call is never retried."""
     streaming: bool = False
     """Accepted for compatibility: ``stream()`` always streams, ``invoke()`` never does."""
-    log_prompts: bool = False
+    log_prompts: bool = setting_default("log_prompts")
     """Log rendered prompts at INFO level (off: prompts stay private)."""
     on_trace: Callable[[ChatTrace], None] | None = Field(default=None, exclude=True)
     """Called with the trace of every call (a per-call ``on_trace=`` kwarg works too)."""
     lora_path: str | None = None
     """A GGUF LoRA adapter (``saem.evaluation.gguf_lora``), applied when the model loads."""
-    allow_downloads: bool = False
+    allow_downloads: bool = setting_default("allow_downloads")
     """Accept a hub id ``owner/repo:file.gguf`` as ``model_path`` and download it (needs internet)."""
     engine: LlamaEngine | None = Field(default=None, exclude=True)
     """Share one loaded model between several chat-model objects (built from the fields if None)."""
@@ -114,7 +118,8 @@ class LlamaCppChatModel(BaseChatModel):
             self._path = self.engine.model_path
             return self
         # ModelError if missing / not GGUF / a hub id without allow_downloads
-        resolved = resolve(self.model_path or "packaged:smollm2", "chat", allow_downloads=self.allow_downloads)
+        setting = self.model_path or setting_default("chat_model")
+        resolved = resolve(setting, "chat", allow_downloads=self.allow_downloads)
         path = fetch_hub_gguf(resolved) if resolved.source == "hub" else resolved.path
         self._path = path
         self._engine = LlamaEngine(
@@ -132,14 +137,26 @@ class LlamaCppChatModel(BaseChatModel):
         return self
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> LlamaCppChatModel:
-        """Build from a :class:`saem.settings.Settings` (keyword ``overrides`` win)."""
-        fields = ("chat_format", "n_ctx", "n_threads", "n_batch", "temperature", "top_p", "top_k",
-                  "repeat_penalty", "max_tokens", "seed", "log_prompts", "allow_downloads")
-        params: dict[str, Any] = {name: getattr(settings, name) for name in fields}
-        params["model_path"] = settings.chat_model
-        if getattr(settings, "kv_cache", "none") == "ram":  # keeps KV states of alternating sessions
-            params["kv_cache"] = "ram"
+    def from_settings(cls, settings: Settings, **overrides: Any) -> LlamaCppChatModel:
+        """Build from ``settings`` (the chat model and every sampling and llama.cpp setting);
+        keyword ``overrides`` win."""
+        params: dict[str, Any] = {
+            "model_path": settings.chat_model,
+            "chat_format": settings.chat_format,
+            "n_ctx": settings.n_ctx,
+            "n_threads": settings.n_threads,
+            "n_batch": settings.n_batch,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "top_k": settings.top_k,
+            "repeat_penalty": settings.repeat_penalty,
+            "max_tokens": settings.max_tokens,
+            "seed": settings.seed,
+            "log_prompts": settings.log_prompts,
+            "allow_downloads": settings.allow_downloads,
+            # "ram" keeps KV states of alternating sessions; the setting's "none" is the field's None
+            "kv_cache": "ram" if settings.kv_cache == "ram" else None,
+        }
         return cls(**{**params, **overrides})
 
     # --- identity --------------------------------------------------------------------------
@@ -155,9 +172,13 @@ class LlamaCppChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "model_path": str(self._path), "lora_path": self.lora_path,
-                "n_ctx": self.n_ctx,
-                **{k: getattr(self, k) for k in _SAMPLING_KEYS}}
+        return {
+            "model_name": self.model_name,
+            "model_path": str(self._path),
+            "lora_path": self.lora_path,
+            "n_ctx": self.n_ctx,
+            **{k: getattr(self, k) for k in _SAMPLING_KEYS},
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         return langsmith_params(self, "llamacpp", self.model_name, stop, kwargs)  # type: ignore[no-any-return]
@@ -308,7 +329,7 @@ class LlamaCppChatModel(BaseChatModel):
         tail, chunks = "", []
         if plan.tools and gate is not None:
             rest, calls, invalid = parse_tool_calls(full, plan.tools, bare_json=not plan.forced)
-            tail = rest[len(gate.emitted):] if rest.startswith(gate.emitted) else ""
+            tail = rest[len(gate.emitted) :] if rest.startswith(gate.emitted) else ""
             chunks = [
                 tool_call_chunk(name=c["name"], args=json.dumps(c["args"], ensure_ascii=False), id=c["id"], index=i)
                 for i, c in enumerate(calls)
@@ -359,31 +380,21 @@ class LlamaCppChatModel(BaseChatModel):
             raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
         if schema is None and method != "json_mode":
             raise ValueError("schema is required unless method='json_mode'")
-        pydantic_class = schema if is_pydantic_class(schema) else None
         ls_format = {"kwargs": {"method": method}, "schema": schema}
-        json_schema: dict[str, Any] = convert_to_json_schema(schema) if schema is not None else {}
-        required = list(json_schema.get("required", []))
         llm: Runnable[LanguageModelInput, Any]
         if method == "function_calling":
             tool = convert_to_openai_tool(schema)
             name = tool["function"]["name"]
             llm = self.bind_tools([tool], tool_choice=name, ls_structured_output_format=ls_format)
-            parser = StructuredOutputParser(pydantic_class=pydantic_class, required=required, tool_name=name)
-        elif method == "json_schema":
-            response_format = {"type": "json_schema", "schema": _grammar_schema(json_schema)}
+            return with_parser(llm, parser_for(schema, tool_name=name), include_raw=include_raw)
+        if method == "json_schema":
+            response_format = {"type": "json_schema", "schema": _grammar_schema(convert_to_json_schema(schema))}
             llm = self.bind(response_format=response_format, ls_structured_output_format=ls_format)
-            parser = StructuredOutputParser(pydantic_class=pydantic_class, required=required)
         elif method == "json_mode":
             llm = self.bind(response_format={"type": "json_object"}, ls_structured_output_format=ls_format)
-            parser = StructuredOutputParser(pydantic_class=pydantic_class, required=required)
         else:
             raise ValueError(f"unknown method {method!r}: use json_schema, function_calling or json_mode")
-        if not include_raw:
-            return llm | parser
-        parser_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
-        with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
-        return RunnableMap(raw=llm) | with_fallback
+        return with_parser(llm, parser_for(schema), include_raw=include_raw)
 
 
 def _grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -432,7 +443,7 @@ class _ToolGate:
             end = at
         else:
             end = len(self.text) - _partial_suffix(self.text, _TOOL_TAG)
-        out = self.text[len(self.emitted):end]
+        out = self.text[len(self.emitted) : end]
         self.emitted += out
         return out
 

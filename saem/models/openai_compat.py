@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from operator import itemgetter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -34,14 +33,18 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import ConfigDict, SecretStr
 
 from saem.errors import ModelError
-from saem.models._structured import StructuredOutputParser, is_pydantic_class
+from saem.models._defaults import setting_default
+from saem.models._structured import parser_for, with_parser
 from saem.models._tools import _text, forced_tools, to_openai_tools
 from saem.models.tracing import langsmith_params
+
+if TYPE_CHECKING:
+    from saem.settings import Settings
 
 __all__ = ["OpenAICompatibleChatModel"]
 
@@ -53,13 +56,13 @@ class OpenAICompatibleChatModel(BaseChatModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    base_url: str = "http://127.0.0.1:8080/v1"
+    base_url: str = setting_default("chat_base_url")
     model: str = "local"
     api_key: SecretStr | None = None
-    temperature: float | None = 0.2
+    temperature: float | None = setting_default("temperature")
     top_p: float | None = None
-    max_tokens: int | None = 512
-    seed: int | None = 42
+    max_tokens: int | None = setting_default("max_tokens")
+    seed: int | None = setting_default("seed")
     stop: list[str] | None = None
     timeout: float | None = 120.0
     max_retries: int = 2
@@ -70,12 +73,17 @@ class OpenAICompatibleChatModel(BaseChatModel):
     extra_body: dict[str, Any] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> OpenAICompatibleChatModel:
-        """Sampling from saem Settings; ``base_url`` from ``settings.chat_base_url`` when it exists."""
-        params: dict[str, Any] = {k: getattr(settings, k) for k in ("temperature", "top_p", "max_tokens", "seed")}
-        if getattr(settings, "chat_base_url", None):
-            params["base_url"] = settings.chat_base_url
-        params["model"] = settings.chat_model  # with chat_backend = "openai", the server's model name
+    def from_settings(cls, settings: Settings, **overrides: Any) -> OpenAICompatibleChatModel:
+        """Build from ``settings``: sampling, ``base_url = chat_base_url`` and ``model = chat_model``
+        (with ``chat_backend = "openai"``, the server's name for its model); ``overrides`` win."""
+        params: dict[str, Any] = {
+            "base_url": settings.chat_base_url,
+            "model": settings.chat_model,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
+            "seed": settings.seed,
+        }
         return cls(**{**params, **overrides})
 
     @property
@@ -105,8 +113,9 @@ class OpenAICompatibleChatModel(BaseChatModel):
             base_url=self.base_url, timeout=self.timeout, headers=self._headers(), transport=transport
         )
 
-    def _payload(self, messages: list[BaseMessage], stop: list[str] | None, stream: bool, kwargs: dict[str, Any]
-                 ) -> dict[str, Any]:
+    def _payload(
+        self, messages: list[BaseMessage], stop: list[str] | None, stream: bool, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": kwargs.pop("model", None) or self.model,
             "messages": [_to_openai_message(m) for m in messages],
@@ -177,15 +186,18 @@ class OpenAICompatibleChatModel(BaseChatModel):
                 args = json.loads(fn.get("arguments") or "{}")
                 calls.append(tool_call(name=fn.get("name", ""), args=args, id=raw.get("id")))
             except ValueError as err:
-                invalid.append(invalid_tool_call(name=fn.get("name"), args=fn.get("arguments"), id=raw.get("id"),
-                                                 error=str(err)))
+                invalid.append(
+                    invalid_tool_call(name=fn.get("name"), args=fn.get("arguments"), id=raw.get("id"), error=str(err))
+                )
         message = AIMessage(
             content=msg.get("content") or "",
             tool_calls=calls,
             invalid_tool_calls=invalid,
             usage_metadata=_usage(data.get("usage")),
-            response_metadata={"model_name": data.get("model") or self.model,
-                               "finish_reason": choice.get("finish_reason")},
+            response_metadata={
+                "model_name": data.get("model") or self.model,
+                "finish_reason": choice.get("finish_reason"),
+            },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -259,33 +271,28 @@ class OpenAICompatibleChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, Any]:
         if kwargs:
             raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
-        pydantic_class = schema if is_pydantic_class(schema) else None
-        json_schema: dict[str, Any] = convert_to_json_schema(schema) if schema is not None else {}
-        required = list(json_schema.get("required", []))
         ls_format = {"kwargs": {"method": method}, "schema": schema}
         llm: Runnable[LanguageModelInput, Any]
         if method == "function_calling":
             name = convert_to_openai_tool(schema)["function"]["name"]
             llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=ls_format)
-            parser = StructuredOutputParser(pydantic_class=pydantic_class, required=required, tool_name=name)
-        elif method in ("json_schema", "json_mode"):
-            if method == "json_mode":
-                response_format: dict[str, Any] = {"type": "json_object"}
-            elif self.schema_format == "json_object":
+            return with_parser(llm, parser_for(schema, tool_name=name), include_raw=include_raw)
+        if method == "json_mode":
+            response_format: dict[str, Any] = {"type": "json_object"}
+        elif method == "json_schema":
+            json_schema: dict[str, Any] = convert_to_json_schema(schema) if schema is not None else {}
+            if self.schema_format == "json_object":
                 response_format = {"type": "json_object", "schema": json_schema}
             else:
                 name = json_schema.get("title", "output")
-                response_format = {"type": "json_schema",
-                                   "json_schema": {"name": name, "schema": json_schema, "strict": bool(strict)}}
-            llm = self.bind(response_format=response_format, ls_structured_output_format=ls_format)
-            parser = StructuredOutputParser(pydantic_class=pydantic_class, required=required)
+                response_format = {
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": json_schema, "strict": bool(strict)},
+                }
         else:
             raise ValueError(f"unknown method {method!r}: use json_schema, function_calling or json_mode")
-        if not include_raw:
-            return llm | parser
-        parser_assign = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
+        llm = self.bind(response_format=response_format, ls_structured_output_format=ls_format)
+        return with_parser(llm, parser_for(schema), include_raw=include_raw)
 
 
 def _wire_tool_choice(tools: list[dict[str, Any]], choice: Any) -> Any:
@@ -312,8 +319,11 @@ def _to_openai_message(message: BaseMessage) -> dict[str, Any]:
         out: dict[str, Any] = {"role": "assistant", "content": text}
         if message.tool_calls:
             out["tool_calls"] = [
-                {"id": c.get("id"), "type": "function",
-                 "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)}}
+                {
+                    "id": c.get("id"),
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)},
+                }
                 for c in message.tool_calls
             ]
         return out
@@ -328,8 +338,11 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
     if not usage:
         return None
     prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    return {"input_tokens": prompt, "output_tokens": completion,
-            "total_tokens": int(usage.get("total_tokens") or prompt + completion)}
+    return {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+    }
 
 
 class _StreamState:
@@ -365,8 +378,9 @@ class _StreamState:
         return None
 
     def last(self) -> ChatGenerationChunk:
-        chunks = [tool_call_chunk(name=c["name"], args=c["args"], id=c["id"], index=i)
-                  for i, c in sorted(self.calls.items())]
+        chunks = [
+            tool_call_chunk(name=c["name"], args=c["args"], id=c["id"], index=i) for i, c in sorted(self.calls.items())
+        ]
         message = AIMessageChunk(
             content="",
             tool_call_chunks=chunks,

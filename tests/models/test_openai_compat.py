@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from saem.errors import ModelError
 from saem.models import OpenAICompatibleChatModel
 from saem.models.registry import resolve
+from saem.settings import Settings
 
 
 @pytest.mark.unit
@@ -43,6 +44,28 @@ class TestOpenAICompatUnit(ChatModelUnitTests):
     @property
     def supports_json_mode(self) -> bool:
         return True
+
+
+@pytest.mark.unit
+def test_from_settings_reads_the_server_the_model_and_sampling() -> None:
+    settings = Settings.load(
+        {"chat_backend": "openai", "chat_base_url": "http://10.0.0.5:8000/v1", "chat_model": "qwen", "top_p": 0.5},
+        environ={},
+    )
+    llm = OpenAICompatibleChatModel.from_settings(settings, seed=7)
+    assert (llm.base_url, llm.model, llm.top_p, llm.seed) == ("http://10.0.0.5:8000/v1", "qwen", 0.5, 7)
+    assert (llm.temperature, llm.max_tokens) == (settings.temperature, settings.max_tokens)
+
+
+@pytest.mark.unit
+def test_defaults_without_settings_are_the_settings_defaults() -> None:
+    llm, defaults = OpenAICompatibleChatModel(), Settings.load(environ={})
+    assert (llm.base_url, llm.temperature, llm.max_tokens, llm.seed) == (
+        defaults.chat_base_url,
+        defaults.temperature,
+        defaults.max_tokens,
+        defaults.seed,
+    )
 
 
 def _free_port() -> int:
