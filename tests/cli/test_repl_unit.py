@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from saem.agents.types import AgentResult, ToolCallRecord
+from saem.agents.types import ToolCallRecord
+from saem.app.types import Answer
 from saem.cli.repl import Repl
 from saem.settings import Settings
 
@@ -24,10 +25,10 @@ class FakeApp:
         self.asked: list[dict[str, Any]] = []
         self.configured: dict[str, Any] = {}
 
-    def ask(self, question: str, **kwargs: Any) -> AgentResult:
+    def ask(self, question: str, **kwargs: Any) -> Answer:
         self.asked.append({"question": question, **kwargs})
         call = ToolCallRecord(name="forget", arguments={"query": "*"}, status="refused", summary="not confirmed")
-        return AgentResult(text="I will not do that.", tool_calls=[call])
+        return Answer(text="I will not do that.", agent="router", tool_calls=[call])
 
     def history(self, session_id: str) -> list[Any]:
         return []
