@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         description="Folders not entered when ingesting a tree: generated copies of other files "
         "(Sphinx's _sources holds the text every HTML page was made from).",
     )
+    ingest_loaders: dict[str, str] = Field(
+        {},
+        description="LangChain document loaders for more file types: suffix -> 'module:Class' "
+        "(a BaseLoader taking the file path), e.g. {'.py': 'langchain_community.document_loaders:PythonLoader'}.",
+    )
     max_file_bytes: int = Field(50_000_000, ge=1, description="Larger files are skipped.")
     embed_batch_size: int = Field(32, ge=1, le=4096, description="Texts per embedder call.")
     retrieve_k: int = Field(5, ge=1, le=1000, description="Chunks given to the model per question.")
@@ -166,6 +171,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("ingest_loaders", mode="before")
+    @classmethod
+    def _suffix_map(cls, value: Any) -> Any:
+        # SAEM_INGEST_LOADERS=".py=pkg.mod:Loader,.epub=pkg.mod:Other" from the environment
+        if isinstance(value, str):
+            pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for suffix, spec in value.items():
+            key = str(suffix).strip().lower()
+            if not key.startswith(".") or len(key) < 2 or "/" in key:
+                raise ValueError(f"{suffix!r} is not a file suffix like '.py'")
+            out[key] = spec
+        return out
 
     @field_validator("chat_model", "embed_model", "rerank_model")
     @classmethod

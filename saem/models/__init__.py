@@ -14,6 +14,7 @@ _LAZY = {
     "OpenAICompatibleChatModel": "saem.models.openai_compat",
     "SentenceTransformerEmbeddings": "saem.models.embedders",
     "load_embedder": "saem.models.embedders",
+    "embedder_id": "saem.models.embedders",
     "resolve": "saem.models.registry",
     "check_models": "saem.models.check",
     "load_chat_model": "saem.models.factory",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 
 from saem.errors import ModelError
+from saem.models._defaults import setting_default
 from saem.models.registry import ResolvedModel, resolve
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from saem.settings import Settings
 
-__all__ = ["SentenceTransformerEmbeddings", "load_embedder", "default_prompts", "E5_PROMPTS"]
+__all__ = ["SentenceTransformerEmbeddings", "load_embedder", "embedder_id", "default_prompts", "E5_PROMPTS"]
 
 #: Instruction prefixes of the e5 family ("query: " for questions, "passage: " for documents).
 E5_PROMPTS: Mapping[str, str] = {"query": "query: ", "document": "passage: "}
@@ -60,6 +61,21 @@ def default_prompts(resolved: ResolvedModel) -> dict[str, str]:
     return {}
 
 
+def embedder_id(embedder: Embeddings) -> str:
+    """The identity of ``embedder``'s vectors: the string stored with each one, so that vectors of
+    different models are never compared. The one rule every store of vectors uses.
+
+    The first non-empty string among ``embedder.model_id`` (saem's embedders and fakes: no model
+    load), ``model_name`` and ``model`` (how LangChain's integrations name their model); else
+    ``"<ClassName>/<dimension>"``, the dimension found by embedding one probe text.
+    """
+    for attr in ("model_id", "model_name", "model"):
+        value = getattr(embedder, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return f"{type(embedder).__name__}/{len(embedder.embed_query('dimension probe'))}"
+
+
 class SentenceTransformerEmbeddings(Embeddings):
     """LangChain ``Embeddings`` backed by a sentence-transformers model, loaded lazily once.
 
@@ -77,7 +93,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         self,
         resolved: ResolvedModel,
         *,
-        batch_size: int = 32,
+        batch_size: int = setting_default("embed_batch_size"),
         normalize: bool = True,
         prompts: Mapping[str, str] | None = None,
     ) -> None:
@@ -180,7 +196,8 @@ class SentenceTransformerEmbeddings(Embeddings):
     # -- what the rest of saem needs to know ----------------------------------------------
     @property
     def model_id(self) -> str:
-        """Stable id stored next to the vectors (``packaged:use-m``, a path, a hub id). No load."""
+        """Stable id stored next to the vectors (``packaged:use-m``, a path, a hub id); what
+        :func:`embedder_id` returns for this embedder. No load."""
         return self.resolved.model_id
 
     @property

@@ -23,9 +23,16 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
 from saem.errors import ModelError
-from saem.models.embedders import E5_PROMPTS, SentenceTransformerEmbeddings, default_prompts, load_embedder
+from saem.models.embedders import (
+    E5_PROMPTS,
+    SentenceTransformerEmbeddings,
+    default_prompts,
+    embedder_id,
+    load_embedder,
+)
 from saem.models.registry import PACKAGED, resolve
 from saem.settings import Settings
+from saem.testing import HashEmbeddings
 
 MULTILINGUAL = ["use-m", "e5-small", "static-m"]
 
@@ -72,6 +79,38 @@ def test_load_embedder_resolves_settings_without_loading() -> None:
     assert emb.resolved.path == PACKAGED["use-m"].locate()
     assert emb.batch_size == 5
     assert not emb.loaded
+
+
+class _Named(HashEmbeddings):
+    """A LangChain-style embedder that names its model ``model_name`` or ``model``, not ``model_id``."""
+
+    def __init__(self, **names: str) -> None:
+        super().__init__(dimension=8)
+        del self.model_id
+        self.__dict__.update(names)
+        self.probes = 0
+
+    def embed_query(self, text: str) -> list[float]:
+        self.probes += 1
+        return super().embed_query(text)
+
+
+@pytest.mark.unit
+def test_embedder_id_is_the_model_id_without_loading(tmp_path: Path) -> None:
+    emb = SentenceTransformerEmbeddings(resolve(str(_st_folder(tmp_path / "m")), "embed"))
+    assert embedder_id(emb) == emb.model_id == str((tmp_path / "m").resolve())
+    assert not emb.loaded
+    assert embedder_id(HashEmbeddings(dimension=16)) == "fake:hash-16"
+
+
+@pytest.mark.unit
+def test_embedder_id_falls_back_to_model_name_then_model_then_class_and_dimension() -> None:
+    named = _Named(model_name="intfloat/e5", model="other")
+    assert embedder_id(named) == "intfloat/e5"
+    assert embedder_id(_Named(model_name="", model="nomic-embed-text")) == "nomic-embed-text"
+    anonymous = _Named()
+    assert embedder_id(anonymous) == "_Named/8"  # one probe finds the dimension
+    assert (named.probes, anonymous.probes) == (0, 1)
 
 
 @pytest.mark.unit

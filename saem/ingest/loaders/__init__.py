@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from saem.errors import FileRejected
@@ -68,8 +68,10 @@ _UNSUPPORTED_HINTS = {
 }
 
 
-def load_file(path: Path, *, max_bytes: int) -> LoadedDocument:
-    """Load one file (see the module docstring for the full contract)."""
+def load_file(path: Path, *, max_bytes: int, extra: Mapping[str, Loader] | None = None) -> LoadedDocument:
+    """Load one file (see the module docstring for the full contract). ``extra`` maps more
+    suffixes to loaders (``ingest_loaders``: LangChain loaders, :mod:`.langchain`); it wins
+    over saem's own for the same suffix."""
     path = Path(path)
     try:
         st = os.stat(path)
@@ -79,12 +81,17 @@ def load_file(path: Path, *, max_bytes: int) -> LoadedDocument:
         raise FileRejected(f"cannot stat the file ({err.strerror or type(err).__name__})", path=path) from err
     _check_regular(st.st_mode, path)
     suffix = path.suffix.lower()
-    loader = _LOADERS.get(suffix)
+    loader = (extra or {}).get(suffix) or _LOADERS.get(suffix)
     if loader is None:
         raise FileRejected(
             f"unsupported file type {suffix or '(no extension)'!r}",
             path=path,
-            hint=_UNSUPPORTED_HINTS.get(suffix, "supported: " + " ".join(sorted(SUPPORTED_SUFFIXES))),
+            hint=_UNSUPPORTED_HINTS.get(
+                suffix,
+                "supported: "
+                + " ".join(sorted(SUPPORTED_SUFFIXES))
+                + "; other types can use a LangChain loader (ingest_loaders in saem.toml)",
+            ),
         )
     _check_size(st.st_size, max_bytes, path)
     return load_bytes(_read(path, max_bytes), path, loader=loader)
