@@ -29,6 +29,7 @@ Not re-entrant: one ``ingest`` per data dir at a time (enforced by the lock).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -59,11 +60,15 @@ def chunker_key(settings: Settings) -> str:
 # --- the job ----------------------------------------------------------------------------
 
 
-def _default_tools() -> tuple[LoadFn, ChunkFn, frozenset[str]]:
+def _default_tools(settings: Settings) -> tuple[LoadFn, ChunkFn, frozenset[str]]:
+    """saem's loaders, with the ``ingest_loaders`` (LangChain loaders) for more suffixes."""
     from saem.ingest.chunking import chunk_document
     from saem.ingest.loaders import SUPPORTED_SUFFIXES, load_file
+    from saem.ingest.loaders.langchain import loaders_from_settings
 
-    return load_file, chunk_document, frozenset(SUPPORTED_SUFFIXES)
+    extra = loaders_from_settings(settings.ingest_loaders)
+    load: LoadFn = functools.partial(load_file, extra=extra) if extra else load_file
+    return load, chunk_document, frozenset(SUPPORTED_SUFFIXES) | frozenset(extra)
 
 
 def ingest(
@@ -89,7 +94,7 @@ def ingest(
     """
     started = time.perf_counter()
     if load is None or chunk is None or suffixes is None:
-        default_load, default_chunk, default_suffixes = _default_tools()
+        default_load, default_chunk, default_suffixes = _default_tools(settings)
         load = load or default_load
         chunk = chunk or default_chunk
         suffixes = default_suffixes if suffixes is None else suffixes
