@@ -1,4 +1,4 @@
-"""``ChatEngine``: the chat turn API over a chain, a session store, long-term memory and traces.
+"""``ChatEngine``: chat turns (``saem.app.turn``) over sessions, long-term memory and traces.
 
     engine = ChatEngine(settings, searcher_or_retrieve_fn=app.searcher, chat_model=llm,
                         memory_db=settings.db_path, embeddings=app.embedder)

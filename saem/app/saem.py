@@ -45,7 +45,7 @@ __all__ = ["Saem"]
 
 
 class Saem:
-    """Facade over ingestion, retrieval, memory and the chat chain for one data dir.
+    """Facade over ingestion, retrieval, memory and chat turns for one data dir.
 
     ``embedder=`` injects any LangChain ``Embeddings`` (tests use a deterministic fake);
     without it, ``load_embedder(settings)`` builds the configured one on first need.
@@ -200,7 +200,7 @@ class Saem:
 
     @property
     def engine(self) -> ChatEngine:
-        """The chat engine: chain, sessions, long-term memory and traces in ``saem.db``."""
+        """The chat engine: turns, sessions, long-term memory and traces in ``saem.db``."""
         searcher, model, embedder, db = self.searcher, self.chat_model, self.embedder, self._memory().db
         with self._lock:
             if self._engine is None:
@@ -233,7 +233,8 @@ class Saem:
 
     @property
     def chain(self) -> Runnable[Any, Any]:
-        """The LCEL runnable behind ``ask``: input ``{"question", "session_id", "user_id"}``."""
+        """The document turn of ``ask`` as an LCEL runnable (the same steps, each a named
+        runnable): input ``{"question", "session_id", "user_id"}``; tokens, then the ``Answer``."""
         return self.engine.chain
 
     def ask(

@@ -18,7 +18,7 @@ order was kept). Every field of :class:`TurnTrace` that is not a column lives in
 default, and keys this version does not know are ignored.
 
 Agent turns (``Saem.ask(..., tools=...)``) are traced in the same table: ``agent`` names the
-runner (``router``/``loop``; ``""`` for a chain turn), ``steps`` lists each route choice, model
+runner (``router``/``loop``; ``""`` for a document turn), ``steps`` lists each route choice, model
 call and tool call in order with its seconds, ``tool_calls`` each call's name, arguments,
 status, reason and result summary, ``stop_reason`` why the run ended (see :func:`agent_trace`).
 
@@ -73,7 +73,7 @@ class TurnTrace:
     retrieval_reason: str | None = None
     created_at: float = 0.0
     agent: str = ""
-    """``router`` or ``loop`` for an agent turn; ``""`` for a chain turn."""
+    """``router`` or ``loop`` for an agent turn; ``""`` for a document turn."""
     stop_reason: str = ""
     steps: list[dict[str, Any]] = field(default_factory=list)
     """Agent turns: ``{"kind": "route"|"model"|"tool", "name", "detail", "seconds"}`` in order."""
