@@ -443,3 +443,28 @@ def test_a_reranker_failure_is_answered_around_and_its_warning_kept_in_the_trace
         s.get(TraceRow, a.trace_id).data = json.dumps(old)  # type: ignore[union-attr]
     again = engine.trace(a.trace_id)
     assert again is not None and again.warnings == [] and again.answer == a.text
+
+
+def test_the_lcel_chain_is_the_same_turn_with_every_stage_visible_to_callbacks(tmp_path: Path) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Stages(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            self.names.append(str(kwargs.get("name")))
+
+    engine, model, _ = make(tmp_path, ["Top-p keeps a nucleus of tokens [1].", "Temperature rescales logits [1]."])
+    seen = Stages()
+    pieces = list(engine.chain.stream({"question": "What does top-p do?", "session_id": "s"}, {"callbacks": [seen]}))
+    *tokens, answer = pieces
+    assert tokens and isinstance(answer, Answer) and "".join(tokens).strip() == answer.text
+    assert [n for n in seen.names if n in {"load", "condense", "retrieve", "context", "generate"}] == [
+        "load", "condense", "retrieve", "context", "generate",
+    ]  # fmt: skip
+    # the chain's turn and ask's turn are stored and traced alike
+    b = engine.ask("What does temperature do to logits?", session_id="s")
+    traces = [engine.trace(x.trace_id) for x in (answer, b)]
+    assert [set(t.timings) for t in traces if t] == [set(traces[1].timings)] * 2  # type: ignore[union-attr]
+    assert [m.type for m in engine.history("s")] == ["human", "ai"] * 2 and len(model.prompts) == 2

@@ -78,3 +78,47 @@ def test_a_trace_added_in_a_session_commits_or_rolls_back_with_it(tmp_path: Path
         traces.add(TurnTrace(id="lost", session_id="s", user_id="u", question="q"), session=s)
         raise RuntimeError("a later write of the turn failed")
     assert traces.get("kept") is not None and traces.get("lost") is None
+
+
+# --- the answer-strategy seam: every strategy keeps the same contract ----------------------------
+
+CALC = '{"choice": {"action": "use_tool", "tool": "calculator", "arguments": {"expression": "17*23"}}}'
+
+
+def strategy_engine(tmp_path: Path, kind: str) -> tuple[ChatEngine, object, str]:
+    """An engine, one strategy of ``kind`` over its scripted model, and a question for it."""
+    from langchain_core.documents import Document
+
+    from saem.app.agent import AgentStrategy, tool_session
+
+    scripts = {
+        "rag": ["Top-p keeps the smallest set of tokens [1]."],
+        "router": [CALC, "17 times 23 is 391."],
+        "loop": ["17 times 23 is 391."],
+        "echo": [],
+    }
+    doc = Document(page_content="Top-p sampling keeps the smallest set of tokens.", metadata={"chunk_id": 1,
+                   "source": "/d/s.md", "start": 0, "end": 48, "heading": "", "score": 0.9})  # fmt: skip
+    model = ScriptedChatModel(script=scripts[kind])
+    engine = ChatEngine(settings(), searcher_or_retrieve_fn=lambda q, k: [doc], chat_model=model,
+                        memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(64))  # fmt: skip
+    if kind == "rag":
+        return engine, engine.rag, "What does top-p sampling keep?"
+    if kind == "echo":
+        return engine, Echo(), "one two three"
+    session = tool_session(["calculator"], retrieve=lambda q, k: [doc], memory=engine.ltm, user_id="u")
+    return engine, AgentStrategy(model, session, agent=kind, history_turns=4), "What is 17 times 23?"
+
+
+@pytest.mark.parametrize("kind", ["rag", "router", "loop", "echo"])
+def test_every_strategy_streams_tokens_then_one_answer_that_is_stored_and_traced(tmp_path: Path, kind: str) -> None:
+    engine, strategy, question = strategy_engine(tmp_path, kind)
+    pieces = list(engine.stream(question, session_id="s", user_id="u", strategy=strategy))  # type: ignore[arg-type]
+    *tokens, answer = pieces
+    assert tokens and all(isinstance(t, str) for t in tokens) and isinstance(answer, Answer)
+    assert "".join(tokens).strip() == answer.text and answer.text and not answer.abstained
+    assert [(m.type, m.text) for m in engine.history("s")] == [("human", question), ("ai", answer.text)]
+    assert engine.history("s")[1].response_metadata["trace_id"] == answer.trace_id
+    t = engine.trace(answer.trace_id)
+    assert t is not None and (t.question, t.answer, t.agent) == (question, answer.text, answer.agent)
+    assert answer.agent == ("" if kind in ("rag", "echo") else kind)
