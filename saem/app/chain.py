@@ -33,7 +33,11 @@ def build_chain(deps: TurnDeps) -> Runnable[Any, Any]:
     rag = RagStrategy(deps)
 
     def step(name: str, stage: Callable[[TurnState], None]) -> Runnable[Any, Any]:
-        return RunnableLambda(lambda state: timed(state, name, stage)).with_config(run_name=name)
+        def run(state: TurnState) -> TurnState:
+            # a memory command's turn skips the strategy, as run_turn does (no stage timings)
+            return state if state.reply is not None else timed(state, name, stage)
+
+        return RunnableLambda(run).with_config(run_name=name)
 
     def generate(states: Iterator[TurnState]) -> Iterator[Any]:
         for state in states:

@@ -468,3 +468,14 @@ def test_the_lcel_chain_is_the_same_turn_with_every_stage_visible_to_callbacks(t
     traces = [engine.trace(x.trace_id) for x in (answer, b)]
     assert [set(t.timings) for t in traces if t] == [set(traces[1].timings)] * 2  # type: ignore[union-attr]
     assert [m.type for m in engine.history("s")] == ["human", "ai"] * 2 and len(model.prompts) == 2
+
+
+def test_a_memory_command_is_the_same_turn_through_the_chain_and_ask(tmp_path: Path) -> None:
+    engine, model, retriever = make(tmp_path, [])
+    a = engine.chain.invoke({"question": "remember that my favourite sampler is top-p", "user_id": "u"})
+    b = engine.ask("remember that I use LoRA rank 8", user_id="u")
+    assert isinstance(a, Answer) and "remember" in a.text and "remember" in b.text
+    assert model.prompts == [] and retriever.queries == []  # neither retrieves nor calls the model
+    ta, tb = engine.trace(a.trace_id), engine.trace(b.trace_id)
+    assert ta is not None and tb is not None and set(ta.timings) == set(tb.timings)
+    assert "retrieve" not in ta.timings and not ta.abstained and not a.abstained
