@@ -8,274 +8,41 @@ Both ingest ``--docs`` into a data dir of their own (``ADAPTER_DIR/index``, ``RE
 the global ``--data-dir`` overrides), never the QA files, and train on those chunks, so the lora
 and rag arms learn from the same text. An adapter folder holds peft's files, ``adapter.gguf``,
 ``manifest.json`` and ``training.jsonl`` (the material, which ``eval`` checks for leaked eval
-questions before it runs anything). Also here: the real-model seams of the runner,
-:class:`LlamaCppGenerator` and :func:`saem_retriever`.
+questions before it runs anything).
+
+The pieces live beside this module: ``_eval_corpus`` (ingesting and hashing the documents),
+``_lora_adapter`` (training, exporting and reading an adapter folder) and ``_eval_seams`` (the
+runner's real-model seams, :class:`LlamaCppGenerator` and :func:`saem_retriever`, re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from saem.cli._common import console, fail, state
-from saem.errors import ConfigError, ModelError, SaemError
-from saem.evaluation.runner import ARMS, TEMPLATE, Generation, Passage, Retriever
+from saem.cli._common import AppState, console, fail, state
+from saem.cli._eval_corpus import index_sha256, ingest_docs
+from saem.cli._eval_seams import LlamaCppGenerator, saem_retriever
+from saem.cli._lora_adapter import adapter_facts, read_adapter, train_adapter
+from saem.errors import ConfigError, SaemError
+from saem.evaluation.runner import ARMS, TEMPLATE
+from saem.settings import Settings
 
-__all__ = ["LlamaCppGenerator", "register", "saem_retriever", "train_adapter"]
+__all__ = ["LlamaCppGenerator", "index_sha256", "register", "saem_retriever", "train_adapter"]
 
 QUICK = {"limit": 8, "steps": 6, "max_tokens": 48, "k": 3}
 EXCLUDE = ("*.jsonl",)  # QA sets (shared/eval format) sit beside the documents: never learn or retrieve them
 EXCLUDE_HELP = "Skip files matching GLOB when ingesting DOCS (repeatable; default *.jsonl, i.e. QA sets)."
 
 
-class LlamaCppGenerator:
-    """One GGUF served twice by llama.cpp: plain (``"base"``) and with a GGUF LoRA (``"lora"``).
-
-    Greedy (temperature 0), fixed ``seed``, the same settings for both; each model loads on its
-    first call, outside the timed part. ``sampling`` is what the manifest records. Not thread-safe."""
-
-    def __init__(
-        self,
-        model_path: str,
-        lora_path: str | None = None,
-        *,
-        lora_model_path: str | None = None,
-        seed: int = 0,
-        max_tokens: int = 64,
-        n_ctx: int = 4096,
-        n_threads: int = 1,
-    ) -> None:
-        # lora_model_path: a whole model with the adapter merged in, when no GGUF LoRA could be written
-        self.model_path, self.lora_path, self.lora_model_path = model_path, lora_path, lora_model_path
-        self.sampling: dict[str, Any] = {
-            "temperature": 0.0,
-            "seed": seed,
-            "max_tokens": max_tokens,
-            "n_ctx": n_ctx,
-            "n_threads": n_threads,
-        }
-        self._models: dict[str, Any] = {}
-
-    def _model(self, which: str) -> Any:
-        if which not in self._models:
-            from saem.models.llamacpp import LlamaCppChatModel
-
-            if which == "lora" and not (self.lora_path or self.lora_model_path):
-                raise ConfigError("the lora arms need an adapter", hint="train one with 'saem lora train'")
-            path, lora = self.model_path, None
-            if which == "lora":
-                path = self.lora_model_path or self.model_path
-                lora = None if self.lora_model_path else self.lora_path
-            self._models[which] = LlamaCppChatModel(model_path=path, lora_path=lora, **self.sampling)
-            self._models[which].loaded_engine  # noqa: B018 — load now, not inside the timed call
-        return self._models[which]
-
-    def fits(self, prompt: str) -> bool:
-        """Whether ``prompt``, as one user turn in the chat template, leaves room for the answer."""
-        used = self._model("base").count_tokens([("user", prompt)])
-        return bool(used + self.sampling["max_tokens"] <= self.sampling["n_ctx"])
-
-    def __call__(self, model: Literal["base", "lora"], prompt: str) -> Generation:
-        chat, traces = self._model(model), []  # type: ignore[var-annotated]
-        started = time.perf_counter()
-        message = chat.invoke([("user", prompt)], on_trace=traces.append)
-        seconds = time.perf_counter() - started
-        tokens = (traces[-1].prompt_tokens, traces[-1].completion_tokens) if traces else (0, 0)
-        return Generation(str(message.content).strip(), seconds, *tokens)
-
-
-def saem_retriever(app: Any) -> Retriever:
-    """``Saem.retrieve`` as the runner's retriever (Documents → numbered Passages)."""
-
-    def retrieve(question: str, k: int) -> list[Passage]:
-        docs = app.retrieve(question, k=k)
-        return [
-            Passage(
-                n,
-                str(d.metadata.get("chunk_id", "")),
-                str(d.metadata.get("source", "")),
-                d.page_content,
-                d.metadata.get("score"),
-            )
-            for n, d in enumerate(docs, 1)
-        ]
-
-    return retrieve
-
-
 # --- pieces -------------------------------------------------------------------------------------------
-
-
-def _ingest(settings: Any, docs: Path, skip: Sequence[Path], exclude: Sequence[str]) -> Any:
-    """Ingest ``docs`` (minus ``exclude`` globs and the ``skip`` files) and check the data dir holds
-    nothing else: a source outside ``docs`` or matching them (a QA set ingested earlier) would leak
-    into the rag arms or the training material, so it is a ``ConfigError``."""
-    from fnmatch import fnmatchcase
-
-    from saem.app.saem import Saem
-    from saem.cli.ingest_cmd import ProgressView, show_report
-
-    if not docs.is_dir():
-        raise ConfigError(f"{docs} is not a folder", hint="--docs takes the folder of documents")
-    globs = [*exclude, *(p.name for p in skip)]
-    app = Saem(settings)
-    with ProgressView(enabled=True) as view:
-        report = app.ingest(docs, exclude=globs, progress=view.update)
-    show_report(report, quiet_unchanged=True)
-    root = docs.resolve()
-    stray = [
-        path
-        for path, _ in _chunk_rows(settings, texts=False)
-        if not Path(path).resolve().is_relative_to(root) or any(fnmatchcase(Path(path).name, g) for g in globs)
-    ]
-    if stray:
-        raise ConfigError(
-            f"the data dir {settings.data_dir} holds {len(set(stray))} source(s) that are not part of {docs}"
-            f" or are excluded, e.g. {stray[0]}",
-            hint="use a fresh data dir (the default is one inside --out)",
-        )
-    if app.stats().chunks == 0:
-        raise ConfigError(f"no chunks were ingested from {docs}", hint="check the folder holds documents")
-    return app
-
-
-def _chunk_rows(settings: Any, *, texts: bool = True) -> list[tuple[str, str]]:
-    """``(source path, chunk text)`` of every chunk in the data dir, ordered by source path then
-    position (deterministic); with ``texts=False`` one row per source and empty texts."""
-    from sqlalchemy import select
-
-    from saem.store.catalogue import Catalogue, Chunk, Source
-
-    cat = Catalogue.open(settings.db_path, readonly=True)
-    try:
-        with cat.read() as s:
-            if not texts:
-                return [(path, "") for path in s.scalars(select(Source.path).order_by(Source.path))]
-            query = select(Source.path, Chunk.text).join(Source, Chunk.source_id == Source.id)
-            return [(row[0], row[1]) for row in s.execute(query.order_by(Source.path, Chunk.ord))]
-    finally:
-        cat.close()
-
-
-def index_sha256(settings: Any) -> str:
-    """A content hash of what the rag arms retrieve from: every chunk's text in source-name and
-    position order, with the embedding model and chunker. Folder paths are left out, so the same
-    documents ingested elsewhere hash the same; any change to a chunk or a model changes it."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{settings.embed_model}\n{settings.chunk_tokens}:{settings.chunk_overlap}\n".encode())
-    for path, text in sorted(_chunk_rows(settings), key=lambda row: Path(row[0]).name):  # stable: by name, then ord
-        digest.update(Path(path).name.encode() + b"\0" + text.encode() + b"\0")
-    return digest.hexdigest()
-
-
-def train_adapter(
-    settings: Any, out: Path, *, qa_train: Path | None, steps: int, rank: int, seed: int
-) -> dict[str, Any]:
-    """Train on the data dir's chunks (+ the QA pairs of ``qa_train``), convert to ``adapter.gguf``,
-    write ``training.jsonl`` and extend ``manifest.json``; returns the manifest. Shows progress."""
-    from saem.evaluation.augment import as_examples, build_training_material
-    from saem.evaluation.gguf_lora import export_for_llama_cpp
-    from saem.evaluation.lora import LoraSettings, StepReport, file_sha256, load_base, train_lora
-    from saem.evaluation.runner import load_qa
-
-    material = build_training_material([text for _, text in _chunk_rows(settings)])
-    extra = [(i["question"], i["answers"][0]) for i in load_qa(qa_train) if i["answers"]] if qa_train else []
-    console.print(f"[dim]loading {settings.chat_model} into transformers …[/]")
-    base = load_base(settings.chat_model)
-    examples = as_examples(material, base.chat_example) + [base.chat_example(q, a) for q, a in extra]
-    lora = LoraSettings(steps=steps, rank=rank, alpha=2 * rank, seed=seed, threads=settings.n_threads)
-    columns = (
-        TextColumn("[bold]LoRA"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("train", total=steps, loss="–")
-
-        def progress(r: StepReport) -> None:
-            bar.update(task, completed=r.step, loss=f"{r.loss:.3f}")
-
-        result = train_lora(base, examples, out, lora, progress=progress)
-    conversion = export_for_llama_cpp(out, base.path, out)  # a GGUF LoRA, else the merged model
-    if conversion.method == "merged":
-        console.print(f"[yellow]{conversion.reason}[/]", highlight=False)
-    with (out / "training.jsonl").open("w", encoding="utf-8") as fh:
-        for item in material:
-            fh.write(json.dumps(asdict(item), ensure_ascii=False) + "\n")
-        for question, answer in extra:
-            fh.write(json.dumps({"kind": "qa", "text": question, "answer": answer}, ensure_ascii=False) + "\n")
-    kinds: dict[str, int] = {}
-    for item in material:
-        kinds[item.kind] = kinds.get(item.kind, 0) + 1
-    manifest = asdict(result.manifest) | {
-        "gguf": {
-            "path": conversion.path.name,
-            "method": conversion.method,
-            "reason": conversion.reason,
-            "sha256": file_sha256(conversion.path),
-            "bytes": conversion.bytes,
-        },
-        "material": {
-            "examples": len(examples),
-            "by_kind": kinds | {"qa": len(extra)},
-            "qa_train": str(qa_train) if qa_train else None,
-            "data_dir": str(settings.data_dir),
-        },
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-    m = result.manifest
-    console.print(
-        f"adapter [bold]{out}[/]: {steps} step{'s' * (steps != 1)} in {m.seconds:.0f}s, loss {m.first_loss:.3f} → "
-        f"{m.final_loss:.3f}; {len(examples)} examples; {conversion.path.name} {conversion.bytes / 1e6:.1f} MB"
-    )
-    del base
-    return manifest
-
-
-def _read_adapter(adapter: Path, model_sha: str) -> tuple[dict[str, Any], list[str]]:
-    manifest_path, material = adapter / "manifest.json", adapter / "training.jsonl"
-    hint = "use an adapter folder written by 'saem lora train'"
-    if not manifest_path.is_file():
-        raise ConfigError(f"{manifest_path} is missing", hint=hint)
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    gguf = adapter / Path(str(manifest.get("gguf", {}).get("path", "adapter.gguf"))).name  # never outside ADAPTER
-    for path in (gguf, material):
-        if not path.is_file():
-            raise ConfigError(f"{path} is missing", hint=hint)
-    if manifest.get("base_sha256") != model_sha:
-        raise ModelError(
-            "the adapter was trained on another base model than the configured chat model",
-            path=adapter,
-            hint="train it again on this model",
-        )
-    rows = [json.loads(line) for line in material.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return manifest, [f"{r.get('text', '')}\n{r.get('answer', '')}" for r in rows]
-
-
-def _adapter_facts(adapter: Path | None, manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """The manifest's adapter entries: path, GGUF hash and how it was trained (None without lora arms)."""
-    if manifest is None:
-        return {"adapter": None, "adapter_sha256": None, "adapter_training": None}
-    keys = ("steps", "seed", "examples", "first_loss", "final_loss", "data_sha256", "settings", "material")
-    return {
-        "adapter": str(adapter),
-        "adapter_sha256": manifest.get("gguf", {}).get("sha256"),
-        "adapter_method": manifest.get("gguf", {}).get("method", "adapter"),
-        "adapter_export_reason": manifest.get("gguf", {}).get("reason"),
-        "adapter_training": {key: manifest.get(key) for key in keys},
-    }
 
 
 def _versions() -> dict[str, str]:
@@ -315,7 +82,7 @@ THREADS_HELP = (
 )
 
 
-def _batch_settings(st: Any, out: Path, threads: int | None) -> Any:
+def _batch_settings(st: AppState, out: Path, threads: int | None) -> Settings:
     """Settings for a training or eval run: ``--threads`` wins, then an ``n_threads`` the user set
     (flag, env or file); the chat default of 1 (best under load) becomes every usable core, since
     on an idle 2-core machine llama.cpp evaluated prompts 1.75x faster with 2 threads."""
@@ -352,7 +119,7 @@ def register(app: typer.Typer) -> None:
         st = state(ctx)
         try:
             settings = _batch_settings(st, out, threads)
-            _ingest(settings, docs, [qa] if qa else [], exclude or EXCLUDE)
+            ingest_docs(settings, docs, [qa] if qa else [], exclude or EXCLUDE)
             train_adapter(settings, out, qa_train=qa, steps=steps, rank=rank, seed=seed)
         except SaemError as err:
             fail(err, debug=st.debug)
@@ -416,7 +183,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_eval(
-    st: Any,
+    st: AppState,
     *,
     docs: Path,
     qa: Path,
@@ -450,14 +217,14 @@ def _run_eval(
     model = resolve(settings.chat_model, "chat")
     assert model.path is not None
     model_sha = file_sha256(model.path)
-    app = _ingest(settings, docs, [qa], exclude)
+    app = ingest_docs(settings, docs, [qa], exclude)
     adapter_manifest: dict[str, Any] | None = None
     leakage = None
     if any(a.startswith("lora") for a in chosen):
         if adapter is None:
             adapter = out / "adapter"
             train_adapter(settings, adapter, qa_train=None, steps=steps, rank=rank, seed=seed)
-        adapter_manifest, texts = _read_adapter(adapter, model_sha)
+        adapter_manifest, texts = read_adapter(adapter, model_sha)
         leakage = guard_leakage(texts, items)  # LeakageError: refuse before any answer is generated
         console.print(f"leakage check: none of {len(items)} eval questions in {len(texts)} training texts")
     served: str | None = None  # the adapter as llama.cpp loads it: a GGUF LoRA, or a merged model
@@ -490,7 +257,7 @@ def _run_eval(
         "model": settings.chat_model,
         "model_file": model.path.name,
         "model_sha256": model_sha,
-        **_adapter_facts(adapter, adapter_manifest),
+        **adapter_facts(adapter, adapter_manifest),
         "qa_file": str(qa),
         "qa_sha256": file_sha256(qa),
         "items": [i["id"] for i in items],

@@ -55,7 +55,8 @@ def test_the_lora_arms_load_a_merged_model_when_the_adapter_was_merged(
     import json
 
     import saem.models.llamacpp as llamacpp
-    from saem.cli.eval_cmd import LlamaCppGenerator, _read_adapter
+    from saem.cli._lora_adapter import read_adapter
+    from saem.cli.eval_cmd import LlamaCppGenerator
     from saem.errors import ConfigError
 
     loaded: list[tuple[str, str | None]] = []
@@ -77,11 +78,11 @@ def test_the_lora_arms_load_a_merged_model_when_the_adapter_was_merged(
     (adapter / "merged.gguf").write_bytes(b"GGUF")
     manifest = {"base_sha256": "abc", "gguf": {"path": "merged.gguf", "method": "merged"}}
     (adapter / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    read, texts = _read_adapter(adapter, "abc")
+    read, texts = read_adapter(adapter, "abc")
     assert read["gguf"]["method"] == "merged" and texts == ["t\n"]
     manifest["gguf"]["path"] = "../../outside/merged.gguf"  # a manifest cannot point outside its folder
     (adapter / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    assert _read_adapter(adapter, "abc")[0]["gguf"]["path"].endswith("merged.gguf")  # read as adapter/merged.gguf
+    assert read_adapter(adapter, "abc")[0]["gguf"]["path"].endswith("merged.gguf")  # read as adapter/merged.gguf
     (adapter / "merged.gguf").unlink()
     with pytest.raises(ConfigError, match="merged.gguf is missing"):
-        _read_adapter(adapter, "abc")
+        read_adapter(adapter, "abc")
