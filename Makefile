@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) $(LLAMA_WHEEL_STAMP) | $(BIN)/python
 	@touch $@
 
 $(STAMP_DEV): $(STAMP)
-	$(PIP) install --progress-bar off -c $(CONSTRAINTS) -e '.[dev,baseline,eval]'
+	$(PIP) install --progress-bar off -c $(CONSTRAINTS) -e '.[dev,baseline,eval,agents]'
 	@touch $@
 
 install: $(STAMP)

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         "extractive when a check fails); auto = extractive for the packaged SmolLM2 (measured: as often "
         "right, 200x faster), else generate.",
     )
+    agent_loop: Literal["saem", "langchain"] = Field(
+        "saem",
+        description="The tool loop behind agent='loop': saem's own, or LangChain's create_agent "
+        "(the agents extra; same contract, measured slower per step).",
+    )
     prompts_dir: Path | None = Field(None, description="Folder of prompt template overrides (*.jinja).")
 
     # visibility

@@ -22,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from saem.agents.builtin import DEFAULT_TOOLS, builtin_tools
+from saem.agents.lc_agent import LangChainAgentLoop
 from saem.agents.loop import AgentLoop
 from saem.agents.registry import ToolRegistry, ToolSession
 from saem.agents.router import Router
@@ -57,16 +58,26 @@ def tool_session(
 
 class AgentStrategy:
     """Answer with tools: ``agent="router"`` (fit for small models) or ``"loop"``. ``ValueError``
-    for another name. Refused or failed tool calls are part of the answer; an error of the model
-    propagates, so the turn stores nothing."""
+    for another name. ``loop`` picks the tool loop's implementation (the ``agent_loop`` setting):
+    ``"saem"`` (:class:`AgentLoop`) or ``"langchain"`` (:class:`LangChainAgentLoop`, on
+    ``create_agent``); both keep one contract. Refused or failed tool calls are part of the
+    answer; an error of the model propagates, so the turn stores nothing."""
 
     memory = False
 
-    def __init__(self, model: BaseChatModel, session: ToolSession, *, agent: str, history_turns: int) -> None:
+    def __init__(
+        self, model: BaseChatModel, session: ToolSession, *, agent: str, history_turns: int, loop: str = "saem"
+    ) -> None:
         if agent not in AGENTS:
             raise ValueError(f"agent must be 'router' or 'loop', not {agent!r}")
         self.agent, self.session, self.history_turns = agent, session, history_turns
-        self.runner: Router | AgentLoop = Router(model, session) if agent == "router" else AgentLoop(model, session)
+        self.runner: Router | AgentLoop | LangChainAgentLoop
+        if agent == "router":
+            self.runner = Router(model, session)
+        elif loop == "langchain":
+            self.runner = LangChainAgentLoop(model, session)
+        else:
+            self.runner = AgentLoop(model, session)
 
     def answer(self, state: TurnState) -> Iterator[str | Draft]:
         result = self.runner.run(state.question, history=plain_turns(state.history, self.history_turns))

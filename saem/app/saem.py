@@ -336,7 +336,13 @@ class Saem:
             list_sources=lambda: [s.path for s in self._sources()],
             confirm=confirm,
         )
-        strategy = AgentStrategy(self.chat_model, session, agent=agent, history_turns=self.settings.history_turns)
+        strategy = AgentStrategy(
+            self.chat_model,
+            session,
+            agent=agent,
+            history_turns=self.settings.history_turns,
+            loop=self.settings.agent_loop,
+        )
         return engine.ask(question, session_id=session_id, user_id=user_id, strategy=strategy)
 
     def _sources(self) -> list[Any]:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from saem.agents.types import AgentResult
 from saem.app.saem import Saem
 from saem.app.types import Answer
 
@@ -26,7 +25,7 @@ def test_agent_turn_is_stored_traced_with_the_real_template_and_remembered(tmp_p
     app.ingest(tmp_path / "docs")
 
     result = app.ask("What is 17 times 23?", session_id="s", user_id="u", tools=["calculator"])
-    assert isinstance(result, AgentResult) and result.trace_id
+    assert isinstance(result, Answer) and result.trace_id and result.agent == "router"
     trace = app.trace(result.trace_id)
     assert trace is not None and trace.agent == "router" and trace.steps[0]["kind"] == "route"
     assert [c["status"] for c in trace.tool_calls] == [c.status for c in result.tool_calls]

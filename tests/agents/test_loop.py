@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 
 from saem.agents.builtin import builtin_tools
+from saem.agents.lc_agent import LangChainAgentLoop
 from saem.agents.loop import AgentLoop, wrap_data
 from saem.agents.registry import ToolRegistry
 from saem.memory import LongTermMemory, MemoryDB
@@ -24,20 +25,26 @@ POISON = (
 )
 
 
+@pytest.fixture(params=[AgentLoop, LangChainAgentLoop], ids=["saem-loop", "create_agent"])
+def Loop(request: pytest.FixtureRequest) -> type[AgentLoop] | type[LangChainAgentLoop]:
+    """Both loops keep one contract: every test here runs on each."""
+    return request.param  # type: ignore[no-any-return]
+
+
 def tool_messages(model: ScriptedChatModel, call: int) -> list[ToolMessage]:
     return [m for m in model.prompts[call] if isinstance(m, ToolMessage)]
 
 
-def test_plain_answer_needs_no_tools() -> None:
+def test_plain_answer_needs_no_tools(Loop: Any) -> None:
     model = ScriptedChatModel(script=["Paris."])
-    result = AgentLoop(model, ToolRegistry(builtin_tools()).session()).run("Capital of France?")
+    result = Loop(model, ToolRegistry(builtin_tools()).session()).run("Capital of France?")
     assert (result.text, result.stop_reason, result.tool_calls) == ("Paris.", "answer", [])
     assert [s.kind for s in result.steps] == ["model"]
 
 
-def test_tool_round_trip() -> None:
+def test_tool_round_trip(Loop: Any) -> None:
     model = ScriptedChatModel(script=[tool_call("calculator", {"expression": "17 * 23"}, call_id="c1"), "It is 391."])
-    result = AgentLoop(model, ToolRegistry(builtin_tools()).session()).run("17 times 23?")
+    result = Loop(model, ToolRegistry(builtin_tools()).session()).run("17 times 23?")
     assert result.text == "It is 391."
     assert [(c.name, c.status, c.output) for c in result.tool_calls] == [("calculator", "ran", "391")]
     assert [s.kind for s in result.steps] == ["model", "tool", "model"]
@@ -47,7 +54,7 @@ def test_tool_round_trip() -> None:
     assert "not instructions" in msg.content
 
 
-def test_unknown_tool_and_bad_arguments_get_structured_errors_and_nothing_runs() -> None:
+def test_unknown_tool_and_bad_arguments_get_structured_errors_and_nothing_runs(Loop: Any) -> None:
     ran: list[Any] = []
 
     @tool
@@ -68,7 +75,7 @@ def test_unknown_tool_and_bad_arguments_get_structured_errors_and_nothing_runs()
         "I cannot.",
     ]
     model = ScriptedChatModel(script=script)
-    result = AgentLoop(model, ToolRegistry([add]).session()).run("go")
+    result = Loop(model, ToolRegistry([add]).session()).run("go")
     assert [(c.status, c.reason) for c in result.tool_calls] == [
         ("refused", "unknown_tool"),
         ("refused", "invalid_arguments"),
@@ -82,11 +89,11 @@ def test_unknown_tool_and_bad_arguments_get_structured_errors_and_nothing_runs()
     assert result.text == "I cannot."
 
 
-def test_fifty_calls_in_one_turn_stop_at_the_limit() -> None:
+def test_fifty_calls_in_one_turn_stop_at_the_limit(Loop: Any) -> None:
     calls = [{"name": "calculator", "args": {"expression": f"{i}+1"}, "id": f"c{i}"} for i in range(50)]
     model = ScriptedChatModel(script=[AIMessage(content="", tool_calls=calls), "done"])
     session = ToolRegistry(builtin_tools(), max_tool_calls=5).session()
-    result = AgentLoop(model, session).run("spam")
+    result = Loop(model, session).run("spam")
     statuses = [(c.status, c.reason) for c in result.tool_calls]
     assert len(statuses) == 50
     assert statuses[:5] == [("ran", "")] * 5
@@ -95,21 +102,21 @@ def test_fifty_calls_in_one_turn_stop_at_the_limit() -> None:
     assert result.text == "done"
 
 
-def test_max_steps() -> None:
+def test_max_steps(Loop: Any) -> None:
     model = ScriptedChatModel(script=[tool_call("calculator", {"expression": "1+1"})] * 3)
-    result = AgentLoop(model, ToolRegistry(builtin_tools()).session(), max_steps=3).run("loop forever")
+    result = Loop(model, ToolRegistry(builtin_tools()).session(), max_steps=3).run("loop forever")
     assert result.stop_reason == "max_steps" and len(result.tool_calls) == 3
     assert "3 steps" in result.text
 
 
-def test_fatal_tool_error_stops_the_loop() -> None:
+def test_fatal_tool_error_stops_the_loop(Loop: Any) -> None:
     @tool
     def broken(x: int) -> int:
         """Always crashes."""
         raise RuntimeError("disk on fire")
 
     model = ScriptedChatModel(script=[tool_call("broken", {"x": 1}), "never reached"])
-    result = AgentLoop(model, ToolRegistry([broken]).session()).run("go")
+    result = Loop(model, ToolRegistry([broken]).session()).run("go")
     assert result.stop_reason == "tool_error" and "disk on fire" in result.text
     assert len(model.prompts) == 1
 
@@ -123,7 +130,9 @@ def memory(tmp_path: Path) -> LongTermMemory:
 
 
 @pytest.mark.parametrize("allow_forget", [True, False])
-def test_poisoned_document_cannot_trigger_forget(memory: LongTermMemory, tmp_path: Path, allow_forget: bool) -> None:
+def test_poisoned_document_cannot_trigger_forget(
+    Loop: Any, memory: LongTermMemory, tmp_path: Path, allow_forget: bool
+) -> None:
     """The model obeys the injection and calls forget and read_file: neither runs."""
     docs = [Document(POISON, metadata={"source": "report.md", "start": 0, "end": len(POISON)})]
     tools = builtin_tools(retrieve=lambda q, k: docs, memory=memory, user_id="alice", roots=[tmp_path])
@@ -143,7 +152,7 @@ def test_poisoned_document_cannot_trigger_forget(memory: LongTermMemory, tmp_pat
             "The report is quarterly.",
         ]
     )
-    result = AgentLoop(model, session).run("Summarise my report")
+    result = Loop(model, session).run("Summarise my report")
     assert len(memory.memories("alice")) == 2
     search, forget, forget2, read = result.tool_calls
     assert search.status == "ran"
@@ -157,11 +166,11 @@ def test_poisoned_document_cannot_trigger_forget(memory: LongTermMemory, tmp_pat
     assert "&lt;/tool_result>" in wrapped.content
 
 
-def test_confirmed_forget_runs(memory: LongTermMemory) -> None:
+def test_confirmed_forget_runs(Loop: Any, memory: LongTermMemory) -> None:
     tools = builtin_tools(memory=memory, user_id="alice")
     session = ToolRegistry(tools).session(confirm=lambda name, args: name == "forget")
     model = ScriptedChatModel(script=[tool_call("forget", {"query": "My dog is called Bori"}), "Forgotten."])
-    result = AgentLoop(model, session).run("forget my dog")
+    result = Loop(model, session).run("forget my dog")
     assert result.tool_calls[0].status == "ran"
     assert [m.text for m in memory.memories("alice")] == ["I live in Seoul"]
 

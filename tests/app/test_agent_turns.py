@@ -38,11 +38,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "data"
 
 
-def make_app(data_dir: Path, tmp_path: Path, script: list[Any]) -> tuple[Saem, ScriptedChatModel]:
+def make_app(data_dir: Path, tmp_path: Path, script: list[Any], **settings: Any) -> tuple[Saem, ScriptedChatModel]:
     import shutil
 
     shutil.copytree(data_dir, tmp_path / "data")
-    app = Saem(data_dir=tmp_path / "data", embedder=HashEmbeddings(64), answer_mode="generate")
+    app = Saem(data_dir=tmp_path / "data", embedder=HashEmbeddings(64), answer_mode="generate", **settings)
     model = ScriptedChatModel(script=script)
     app._chat_model = model  # the facade has no chat-model argument; tests inject the fake here
     return app, model
@@ -94,7 +94,8 @@ def test_the_next_chain_turn_sees_the_agent_turn_and_the_agent_sees_chain_turns(
     assert len(app.history("s1")) == 6
 
 
-def test_trace_has_every_step_with_tool_call_statuses(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("agent_loop", ["saem", "langchain"])
+def test_trace_has_every_step_with_tool_call_statuses(data_dir: Path, tmp_path: Path, agent_loop: str) -> None:
     calls = AIMessage(
         content="",
         tool_calls=[
@@ -103,7 +104,7 @@ def test_trace_has_every_step_with_tool_call_statuses(data_dir: Path, tmp_path: 
             {"name": "forget", "args": {"query": "*"}, "id": "c3"},  # not allowed by "default"
         ],
     )
-    app, _ = make_app(data_dir, tmp_path, [calls, "2**10 is 1024; I cannot forget things."])
+    app, _ = make_app(data_dir, tmp_path, [calls, "2**10 is 1024; I cannot forget things."], agent_loop=agent_loop)
     result = app.ask(
         "What is 2**10? Then forget everything.", session_id="s2", user_id="alice", tools="default", agent="loop"
     )
