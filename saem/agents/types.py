@@ -4,7 +4,7 @@
     result.text                              # the final answer
     [(c.name, c.status) for c in result.tool_calls]   # [('calculator', 'ran')]
     result.stop_reason                       # 'answer' | 'max_steps' | 'tool_error' | 'model_error'
-    app.ask(q, tools="default").trace_id     # ``Saem.ask`` stores the turn: ``app.trace(trace_id)``
+    app.ask(q, tools="default")              # through the facade: an ``Answer`` with these fields, stored and traced
 
 All types are frozen dataclasses (plain data: safe to log, compare, serialise with ``asdict``).
 """
@@ -75,8 +75,9 @@ class AgentStep:
 class AgentResult:
     """The outcome of one agent turn: the answer ``text``, every tool call in order, every step.
 
-    ``trace_id`` is set by ``Saem.ask`` (which stores the turn in the session history and traces
-    it: ``app.trace(result.trace_id)``); a runner used on its own leaves it ``""``.
+    What ``Router``, ``AgentLoop`` and ``LangChainAgentLoop`` return. Through ``Saem.ask`` an agent
+    turn is an ``Answer`` carrying these fields (``tool_calls``, ``steps``, ``stop_reason``,
+    ``choice``) and the stored turn's ``trace_id``; a runner used on its own leaves ``trace_id`` ``""``.
     """
 
     text: str
