@@ -46,9 +46,14 @@ Stages, each recorded on every :class:`~saem.retrieval.types.Hit`:
    dense-only MRR@10 0.52 → 0.61 on the seeds set, cross-lingual 0.83 → 0.88 and 0.87 → 0.90;
    with lexical search voting it lowered Korean MRR, so it is not used there. ``Hit.dense_score``
    is this score; ``Hit.cosine`` stays the chunk's own.
-3. **Filters** — the ``FaissVectorStore`` syntax over ``Hit.metadata`` keys, ANDed: ``{"k": v}``,
-   ``{"k": [v, w]}`` / ``{"k": {"$in": [...]}}``, ``{"k": {"$eq": v}}``, ``{"k": {"$glob": "*.md"}}``
-   (case-sensitive; ``*`` also crosses ``/``). An unknown key or operator raises ``ValueError``.
+3. **Filters** — applied *before* both searches (:mod:`saem.store.filters`, the
+   ``FaissVectorStore`` contract) over the chunk fields of ``Hit.metadata``: ``chunk_id``,
+   ``source``, ``start``, ``end``, ``heading``, ``page``. ANDed: ``{"k": v}``,
+   ``{"k": {"$eq": v}}``, ``{"k": {"$in": [...]}}``, ``{"k": {"$glob": "*.md"}}`` (case-sensitive;
+   ``*`` also crosses ``/``). The matching chunk ids are read in SQL; FAISS then scans only them
+   (an ``IDSelectorBatch``) and BM25 ranks only them (so ``k`` hits come back whenever ``k``
+   chunks match, however far below the unfiltered top they rank). An unknown key, an unknown
+   operator or a value that is not a JSON scalar raises ``ValueError`` before any I/O.
 4. **Rerank** (optional) — the top ``rerank_candidates`` fused hits, passages cut to
    ``rerank_max_chars``, scored in one call; they move ahead of the rest in reranker order.
    If the reranker raises, the fused order is kept and ``result.warnings`` says why.
@@ -81,27 +86,33 @@ before any ingest) counts as nothing ingested yet.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
-import re
 import threading
 import time
-import unicodedata
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy import text as sql_text
 
 from saem.errors import ConfigError
 from saem.retrieval import coverage, lexical
-from saem.retrieval.types import Hit, RetrievalResult
-from saem.store.catalogue import Catalogue, Chunk, Source, get_meta, has_catalogue
+from saem.retrieval._candidates import (
+    Cand,
+    allowed_ids,
+    compile_chunk_filter,
+    dense_search,
+    load_rows,
+    mmr,
+    to_hit,
+    with_neighbours,
+)
+from saem.retrieval._fusion import mmr_select, relative_fuse, rrf_fuse
+from saem.retrieval._query import clean_query, fit_embedder, fit_tokens
+from saem.retrieval._script import SCRIPT_WINDOW, cross_lingual, dominant_script, script_agreement, script_shares
+from saem.retrieval.types import RetrievalResult
+from saem.store.catalogue import Catalogue, get_meta, has_catalogue
 from saem.store.index import VectorIndex, normalise, open_index
 
 if TYPE_CHECKING:
@@ -126,9 +137,6 @@ logger = logging.getLogger("saem.retrieval")
 
 _FUSIONS = frozenset({"rrf", "relative"})
 _TERM_STATS_MAX = 100_000  # terms counted per generation before the counts start over
-
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -174,199 +182,6 @@ class HybridConfig:
         return cls(**{**values, **overrides})
 
 
-def clean_query(
-    query: str,
-    max_chars: int,
-    *,
-    max_tokens: int | None = None,
-    count_tokens: Callable[[str], int] | None = None,
-) -> tuple[str, list[str]]:
-    """``query`` without ANSI escapes / control characters, cut to ``max_chars``; plus warnings.
-
-    With ``max_tokens`` and ``count_tokens`` (the embedder's limit and counter), a query still
-    longer than ``max_tokens`` is cut further to the longest prefix that fits (see
-    :func:`fit_tokens`). Raises ``ValueError`` for a non-string or a query that is blank after
-    cleaning.
-    """
-    if not isinstance(query, str):
-        raise ValueError(f"query must be a string, got {type(query).__name__}")
-    warnings: list[str] = []
-    text = _CONTROL.sub(" ", _ANSI.sub("", query)).strip()
-    if not text:
-        raise ValueError("the query is empty: ask a question with at least one word")
-    if len(text) > max_chars:
-        warnings.append(f"the query was {len(text)} characters; only the first {max_chars} were searched")
-        logger.warning(warnings[-1])
-        text = text[:max_chars]
-    if max_tokens is not None and count_tokens is not None:
-        text, more = fit_tokens(text, max_tokens, count_tokens)
-        warnings.extend(more)
-    return text, warnings
-
-
-def fit_tokens(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> tuple[str, list[str]]:
-    """``text``, or its longest prefix of at most ``max_tokens`` tokens by ``count_tokens``; plus a warning.
-
-    A binary search on the number of characters (about log2(len) counts; one when it fits). At
-    least one character is kept, so the query never becomes blank.
-    """
-    n = count_tokens(text)
-    if n <= max_tokens:
-        return text, []
-    lo, hi = 1, len(text)  # text[:hi] does not fit; text[:lo] is kept even when it does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count_tokens(text[:mid]) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid
-    cut = text[:lo].rstrip() or text[:lo]
-    warning = (
-        f"the query was {n} tokens and the embedder reads {max_tokens}; "
-        f"only the first {len(cut)} of its {len(text)} characters were searched"
-    )
-    logger.warning(warning)
-    return cut, [warning]
-
-
-def _fit_embedder(text: str, embedder: Any) -> tuple[str, list[str]]:
-    """:func:`fit_tokens` with the embedder's ``max_seq_length`` and ``tokenizer_count``; ``text``
-    unchanged when it lacks either, or they fail (a model that cannot load fails in
-    ``embed_query`` next, with its own error; a counter that cannot count costs only the cut)."""
-    try:
-        limit = getattr(embedder, "max_seq_length", None)
-        count = getattr(embedder, "tokenizer_count", None)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or not callable(count):
-            return text, []
-        return fit_tokens(text, limit, count)
-    except Exception as err:
-        logger.debug("cannot fit the query to the embedder's token limit: %s", err)
-        return text, []
-
-
-def rrf_fuse(
-    rankings: Mapping[str, Sequence[int]], weights: Mapping[str, float], rrf_k: int
-) -> list[tuple[int, float]]:
-    """Weighted reciprocal rank fusion of best-first id lists: ``[(id, score)]``, best first.
-
-    ``score(d) = Σ_s weights[s] / (rrf_k + rank_s(d))`` with 1-based ranks. Ties: better best
-    single-stage rank first, then lower id (deterministic).
-    """
-    scores: dict[int, float] = {}
-    best: dict[int, int] = {}
-    for stage, ids in rankings.items():
-        w = weights.get(stage, 1.0)
-        for rank, cid in enumerate(ids, 1):
-            scores[cid] = scores.get(cid, 0.0) + w / (rrf_k + rank)
-            best[cid] = min(best.get(cid, rank), rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))
-
-
-def relative_fuse(
-    scored: Mapping[str, Sequence[tuple[int, float]]], weights: Mapping[str, float]
-) -> list[tuple[int, float]]:
-    """Weighted relative score fusion of best-first ``(id, score)`` lists: ``[(id, score)]``, best first.
-
-    Each list's scores are min-max normalised to [0, 1] (a one-item or all-equal list gives 1),
-    then ``score(d) = Σ_s weights[s] · norm_s(d)`` (0 where ``d`` is not in list ``s``). Ties:
-    better best single-stage rank first, then lower id.
-    """
-    scores: dict[int, float] = {}
-    best: dict[int, int] = {}
-    for stage, hits in scored.items():
-        w = weights.get(stage, 1.0)
-        if not hits:
-            continue
-        values = [sc for _, sc in hits]
-        hi, lo = max(values), min(values)
-        span = hi - lo
-        for rank, (cid, sc) in enumerate(hits, 1):
-            norm = (sc - lo) / span if span > 0 else 1.0
-            scores[cid] = scores.get(cid, 0.0) + w * norm
-            best[cid] = min(best.get(cid, rank), rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))
-
-
-_SCRIPT_SAMPLE = 500  # characters of a text looked at to tell its script
-_SCRIPT_WINDOW = 5  # top dense hits whose script tells a cross-lingual query
-_SHARE_SAMPLE = 2000  # chunks sampled to measure the store's mix of scripts
-_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "FULLWIDTH": "LATIN"}  # Japanese mixes kana and Han
-
-
-def dominant_script(text: str) -> str | None:
-    """The Unicode script of most letters among the first 500 characters of ``text``.
-
-    The first word of the letters' Unicode names (``"HANGUL"``, ``"LATIN"``, ``"CYRILLIC"``,
-    ...; kana count as ``"CJK"``); ties go to the script seen first; None without letters.
-    """
-    counts = Counter(unicodedata.name(ch, "?").split(" ", 1)[0] for ch in text[:_SCRIPT_SAMPLE] if ch.isalpha())
-    merged: Counter[str] = Counter()
-    for name, n in counts.items():  # insertion order = first seen, kept by most_common on ties
-        merged[_SCRIPT_ALIASES.get(name, name)] += n
-    return merged.most_common(1)[0][0] if merged else None
-
-
-def script_agreement(query: str, texts: Sequence[str]) -> float | None:
-    """The share of ``texts`` whose :func:`dominant_script` is the query's; None when the
-    query has no letters or ``texts`` is empty (nothing to compare)."""
-    script = dominant_script(query)
-    if script is None or not texts:
-        return None
-    return sum(dominant_script(t) == script for t in texts) / len(texts)
-
-
-def script_shares(s: Any, sample: int = _SHARE_SAMPLE) -> dict[str | None, float]:
-    """The share of each :func:`dominant_script` among the store's chunks (an even sample of at
-    most ``sample`` of them, by id; one indexed read)."""
-    n = int(s.execute(select(func.count()).select_from(Chunk)).scalar_one())
-    if n == 0:
-        return {}
-    step = max(1, n // sample)
-    texts = s.execute(
-        select(func.substr(Chunk.text, 1, _SCRIPT_SAMPLE)).where(Chunk.id % step == 0).limit(sample)
-    ).scalars()
-    counts = Counter(dominant_script(t) for t in texts)
-    total = sum(counts.values())
-    return {script: c / total for script, c in counts.items()} if total else {}
-
-
-def mmr_select(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> list[int]:
-    """Indices of ``k`` items picked by maximal marginal relevance (first = most relevant).
-
-    ``relevance`` in [0, 1] per item; ``vectors`` unit rows. Greedy: each step takes
-    ``argmax λ·rel − (1−λ)·max_sim_to_picked`` (ties → lower index).
-    """
-    n = len(relevance)
-    if n == 0 or k <= 0:
-        return []
-    sims = vectors @ vectors.T
-    picked: list[int] = []
-    max_sim = np.full(n, -np.inf)
-    left = np.ones(n, dtype=bool)
-    for _ in range(min(k, n)):
-        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
-        value = lam * relevance - (1.0 - lam) * penalty
-        value[~left] = -np.inf
-        i = int(np.argmax(value))
-        picked.append(i)
-        left[i] = False
-        max_sim = np.maximum(max_sim, sims[i])
-    return picked
-
-
-@dataclass
-class _Cand:
-    chunk_id: int
-    fused_score: float = 0.0
-    fused_rank: int = 0
-    dense: tuple[int, float] | None = None
-    lexical: tuple[int, float] | None = None
-    rerank: tuple[int, float] | None = None
-    row: Any = None
-    vector: np.ndarray | None = None
-    cosine: float = 0.0
-
-
 class HybridSearcher:
     """Hybrid search over one data dir. See the module docstring for stages and contracts.
 
@@ -402,8 +217,8 @@ class HybridSearcher:
         return other
 
     def _state(self) -> tuple[Catalogue, VectorIndex | None] | None:
-        """The open catalogue and index; None while nothing is ingested (no db, or a db that
-        holds only other modules' tables, such as the chat memory's)."""
+        """The open catalogue and index; None while nothing is ingested (no db, a db that holds
+        only other modules' tables, such as the chat memory's, or empty catalogue tables)."""
         db = self.data_dir / "saem.db"
         if not db.is_file():
             return None
@@ -415,6 +230,8 @@ class HybridSearcher:
                     return None
                 generation = get_meta(s, "generation")
                 stored_model = get_meta(s, "embed_model")
+            if stored_model is None and self._generation is None:  # the tables, but nothing embedded yet
+                return None
             model_id = getattr(self.embedder, "model_id", None)
             if stored_model is not None and model_id is not None and stored_model != model_id:
                 raise ConfigError(
@@ -435,12 +252,14 @@ class HybridSearcher:
     def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | None = None) -> RetrievalResult:
         """The ``k`` best chunks for ``query``; empty with ``abstained`` when nothing is relevant.
 
-        Raises ``ValueError`` (blank query, ``k < 1``), ``ConfigError`` (the embedder differs
-        from the one the data dir was built with), ``IndexCorrupt``. A reranker failure is a
-        warning, not an error.
+        ``filters`` (module docstring, stage 3) select the chunks searched, so ``k`` hits come
+        back whenever ``k`` chunks match. Raises ``ValueError`` (blank query, ``k < 1``, a bad
+        filter), ``ConfigError`` (the embedder differs from the one the data dir was built
+        with), ``IndexCorrupt``. A reranker failure is a warning, not an error.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        where = compile_chunk_filter(filters) if filters else None  # a bad filter fails before any I/O
         cfg = self.config
         text, warnings = clean_query(query, cfg.max_query_chars)
         result = RetrievalResult(query=text, hits=[], warnings=warnings)
@@ -449,11 +268,19 @@ class HybridSearcher:
         if state is None:
             return _abstain(result, "nothing is ingested in this data dir yet")
         cat, index = state
-        text, more = _fit_embedder(text, self.embedder)  # after _state: it may load the model
+        text, more = fit_embedder(text, self.embedder)  # after _state: it may load the model
         if more:
             result.query = text
             result.warnings.extend(more)
-        n_cand = max(cfg.candidates, k) * (4 if filters else 1)
+        n_cand = max(cfg.candidates, k)
+        allowed = None  # the chunk ids the filters select; None: all
+        if where is not None:
+            t0 = time.perf_counter()
+            with cat.read() as s:
+                allowed = allowed_ids(s, where)
+            timings["filter"] = time.perf_counter() - t0
+            if allowed.size == 0:
+                return _abstain(result, "no chunk matched the filters")
 
         t0 = time.perf_counter()
         qvec = normalise(np.asarray(self.embedder.embed_query(text), dtype=np.float32))[0]
@@ -467,26 +294,28 @@ class HybridSearcher:
         dense: list[tuple[int, float]] = []
         if cfg.dense_weight > 0 and index is not None:
             t0 = time.perf_counter()
-            dense = index.search(qvec, n_cand)
+            dense = dense_search(index, qvec, n_cand, allowed)
             timings["dense"] = time.perf_counter() - t0
         with cat.read() as s:
             lex: list[tuple[int, float]] = []
             if cfg.lexical_weight > 0:
                 t0 = time.perf_counter()
-                lex = lexical.search(s, text, n_cand, max_postings=cfg.lexical_max_postings, stats=self._terms)
+                lex = lexical.search(
+                    s, text, n_cand, max_postings=cfg.lexical_max_postings, stats=self._terms, within=allowed
+                )
                 timings["lexical"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             result.missing_terms = coverage.missing_terms(s, text)
             timings["coverage"] = time.perf_counter() - t0
-            by_id: dict[int, _Cand] = {}
+            by_id: dict[int, Cand] = {}
             for attr, hits in (("dense", dense), ("lexical", lex)):
                 for r, (cid, sc) in enumerate(hits, 1):
-                    setattr(by_id.setdefault(cid, _Cand(cid)), attr, (r, sc))
-            _load_rows(s, list(by_id.values()))
+                    setattr(by_id.setdefault(cid, Cand(cid)), attr, (r, sc))
+            load_rows(s, list(by_id.values()))
             weights = {"dense": cfg.dense_weight, "lexical": self._lexical_weight(text, dense, by_id)}
             if dense and weights["lexical"] == 0 and cfg.neighbour_weight > 0:  # dense decides alone
                 t0 = time.perf_counter()
-                dense = _with_neighbours(s, dense, qvec, cfg.neighbour_weight)
+                dense = with_neighbours(s, dense, qvec, cfg.neighbour_weight)
                 for r, (cid, sc) in enumerate(dense, 1):
                     by_id[cid].dense = (r, sc)
                 timings["dense"] += time.perf_counter() - t0
@@ -503,11 +332,9 @@ class HybridSearcher:
         for c in cands:
             assert c.vector is not None
             c.cosine = float(c.vector @ qvec) if c.vector.shape == qvec.shape else 0.0
-        if filters:
-            cands = [c for c in cands if _matches(c, filters)]
         result.candidates = len(cands)
         if not cands:
-            return _abstain(result, "no chunk matched the query" + (" and the filters" if filters else ""))
+            return _abstain(result, "no chunk matched the query" + (" and the filters" if where is not None else ""))
 
         cands = self._rerank(text, cands, result)
         if cfg.score_threshold is not None:
@@ -515,27 +342,27 @@ class HybridSearcher:
             if best < cfg.score_threshold:
                 return _abstain(result, f"best cosine {best:.3f} is below the threshold {cfg.score_threshold:.3f}")
         if cfg.mmr and len(cands) > 1:
-            cands = _mmr(cands, k, cfg.mmr_lambda, cfg.rrf_k)
-        result.hits = [_to_hit(c, rank) for rank, c in enumerate(cands[:k], 1)]
+            cands = mmr(cands, k, cfg.mmr_lambda, cfg.rrf_k)
+        result.hits = [to_hit(c, rank) for rank, c in enumerate(cands[:k], 1)]
         return result
 
-    def _lexical_weight(self, query: str, dense: list[tuple[int, float]], by_id: Mapping[int, _Cand]) -> float:
+    def _lexical_weight(self, query: str, dense: list[tuple[int, float]], by_id: Mapping[int, Cand]) -> float:
         """``lexical_weight``, or ``cross_lingual_lexical_weight`` for a cross-lingual query
         (module docstring, stage 2)."""
         cfg = self.config
         if cfg.cross_lingual_lexical_weight is None or cfg.lexical_weight == 0 or not dense:
             return cfg.lexical_weight
-        top = [by_id[cid].row for cid, _ in dense[:_SCRIPT_WINDOW]]
-        agreement = script_agreement(query, [row.text for row in top if row is not None])
-        store_share = self._script_shares.get(dominant_script(query), 0.0)
-        if agreement is None or agreement >= 0.5 or agreement > store_share:
+        top = [by_id[cid].row for cid, _ in dense[:SCRIPT_WINDOW]]
+        gate = cross_lingual(query, [row.text for row in top if row is not None], self._script_shares)
+        if gate is None:
             return cfg.lexical_weight
+        agreement, store_share = gate
         logger.debug("cross-lingual query (%.0f%% of the top dense hits in its script, %.0f%% of the store): "
                      "lexical weight %s", 100 * agreement, 100 * store_share,
                      cfg.cross_lingual_lexical_weight)  # fmt: skip
         return cfg.cross_lingual_lexical_weight
 
-    def _rerank(self, query: str, cands: list[_Cand], result: RetrievalResult) -> list[_Cand]:
+    def _rerank(self, query: str, cands: list[Cand], result: RetrievalResult) -> list[Cand]:
         cfg = self.config
         if self.reranker is None or cfg.rerank_candidates == 0:
             return cands
@@ -563,120 +390,3 @@ class HybridSearcher:
 def _abstain(result: RetrievalResult, reason: str) -> RetrievalResult:
     result.hits, result.abstained, result.reason = [], True, reason
     return result
-
-
-def _with_neighbours(
-    s: Any, dense: list[tuple[int, float]], qvec: np.ndarray, weight: float
-) -> list[tuple[int, float]]:
-    """The dense hits re-scored as ``cos(q, c) + weight · mean cos(q, n)`` over the chunks ``n``
-    just before and after ``c`` in its source, best first (stage 2 of the module docstring)."""
-    ids = [cid for cid, _ in dense]
-    place = {int(r.id): (int(r.source_id), int(r.ord)) for r in s.execute(
-        select(Chunk.id, Chunk.source_id, Chunk.ord).where(Chunk.id.in_(ids)))}  # fmt: skip
-    keys = {(src, o + d) for src, o in place.values() for d in (-1, 1)}
-    near: dict[tuple[int, int], float] = {}
-    for batch in _batched(sorted(keys), 400):  # SQLite binds at most 32,766 parameters
-        # a join on a VALUES list probes the (source_id, ord) index once per key; a row-value IN
-        # list scanned the whole table (25 ms at 10k chunks against 0.7 ms). Values are bound.
-        rows = ", ".join(f"(:s{i}, :o{i})" for i in range(len(batch)))
-        params = {f"{name}{i}": v for i, key in enumerate(batch) for name, v in zip("so", key, strict=True)}
-        for r in s.execute(
-            sql_text(
-                f"WITH wanted(src, o) AS (VALUES {rows}) SELECT c.source_id, c.ord, c.embedding "
-                "FROM wanted JOIN chunks AS c ON c.source_id = wanted.src AND c.ord = wanted.o"
-            ),
-            params,
-        ):
-            vec = np.frombuffer(r.embedding, dtype="<f4")
-            near[(int(r.source_id), int(r.ord))] = float(vec @ qvec) if vec.shape == qvec.shape else 0.0
-    scored = []
-    for cid, cos in dense:
-        src, o = place.get(cid, (-1, -1))
-        around = [near[key] for key in ((src, o - 1), (src, o + 1)) if key in near]
-        scored.append((cid, cos + weight * (sum(around) / len(around) if around else cos)))
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))
-    return [scored[i] for i in order]
-
-
-def _batched(items: list[Any], n: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-def _load_rows(s: Any, cands: list[_Cand]) -> None:
-    """Attach each candidate's chunk row, source path and stored (unit) vector, in one query."""
-    if not cands:
-        return
-    by_id = {c.chunk_id: c for c in cands}
-    rows = s.execute(
-        select(
-            Chunk.id, Chunk.text, Chunk.start, Chunk.end, Chunk.heading_path, Chunk.page, Chunk.embedding, Source.path
-        )  # fmt: skip
-        .join(Source, Source.id == Chunk.source_id)
-        .where(Chunk.id.in_(list(by_id)))
-    ).all()
-    for row in rows:
-        c = by_id[int(row.id)]
-        c.row = row
-        c.vector = np.frombuffer(row.embedding, dtype="<f4")
-
-
-def _heading(raw: str) -> str:
-    try:
-        return " › ".join(json.loads(raw))
-    except (ValueError, TypeError):
-        return ""
-
-
-def _final_score(c: _Cand) -> float:
-    return c.rerank[1] if c.rerank is not None else c.fused_score
-
-
-def _to_hit(c: _Cand, rank: int) -> Hit:
-    r = c.row
-    return Hit(
-        chunk_id=c.chunk_id, text=r.text, source=r.path, start=r.start, end=r.end, heading=_heading(r.heading_path),
-        page=r.page, rank=rank, score=_final_score(c), fused_score=c.fused_score, fused_rank=c.fused_rank,
-        cosine=c.cosine,
-        dense_rank=c.dense[0] if c.dense else None, dense_score=c.dense[1] if c.dense else None,
-        lexical_rank=c.lexical[0] if c.lexical else None, lexical_score=c.lexical[1] if c.lexical else None,
-        rerank_rank=c.rerank[0] if c.rerank else None, rerank_score=c.rerank[1] if c.rerank else None,
-    )  # fmt: skip
-
-
-def _matches(c: _Cand, filters: Mapping[str, Any]) -> bool:
-    """AND over keys; per key ``v`` (equal), a list (``$in``) or ``{"$eq"|"$in"|"$glob": ...}``."""
-    meta = _to_hit(c, 0).metadata()
-    for key, spec in filters.items():
-        if key not in meta:
-            raise ValueError(f"unknown filter {key!r}; filter on one of {sorted(meta)}")
-        value = meta[key]
-        if isinstance(spec, list | tuple | set | frozenset):
-            spec = {"$in": list(spec)}
-        ops = spec if isinstance(spec, dict) else {"$eq": spec}
-        for op, arg in ops.items():
-            if op == "$eq":
-                ok = value == arg
-            elif op == "$in":
-                ok = value in list(arg)
-            elif op == "$glob":
-                ok = value is not None and fnmatch.fnmatchcase(str(value), str(arg))
-            else:
-                raise ValueError(f"unknown filter operator {op!r} on {key!r} (use $eq, $in or $glob)")
-            if not ok:
-                return False
-    return True
-
-
-def _mmr(cands: list[_Cand], k: int, lam: float, rrf_k: int) -> list[_Cand]:
-    # relevance from the position in the final order, on the RRF scale: 1 for the first,
-    # (c+1)/(c+r) for rank r — independent of the reranker's score units
-    c = max(rrf_k, 1)
-    relevance = np.asarray([(c + 1) / (c + r) for r in range(1, len(cands) + 1)], dtype=np.float64)
-    dims = {x.vector.shape for x in cands if x.vector is not None}
-    if len(dims) != 1 or any(x.vector is None for x in cands):
-        return cands
-    vectors = np.stack([x.vector for x in cands if x.vector is not None]).astype(np.float64)
-    picked = mmr_select(relevance, vectors, k, lam)
-    chosen = set(picked)
-    return [cands[i] for i in picked] + [x for i, x in enumerate(cands) if i not in chosen]

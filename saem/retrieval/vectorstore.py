@@ -26,7 +26,6 @@ documents match.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import threading
 import uuid
@@ -40,11 +39,12 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
-from sqlalchemy import ColumnElement, LargeBinary, String, and_, delete, false, func, insert, or_, select, true
+from sqlalchemy import ColumnElement, LargeBinary, String, delete, func, insert, select
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from saem.errors import IndexCorrupt, ModelError
+from saem.store import filters
 from saem.store.catalogue import Base as CatalogueBase
 from saem.store.catalogue import Catalogue, bump_generation, get_meta, set_meta
 from saem.store.index import IndexMeta, VectorIndex, atomic_write, normalise
@@ -55,7 +55,6 @@ DB_FILE = "vectorstore.db"
 INDEX_FILE = "vectorstore.faiss"
 META_FILE = "vectorstore.json"
 SCHEMA_VERSION = "1"
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _BATCH = 500  # ids per IN (...) list
 
 
@@ -75,6 +74,9 @@ class StoredDocument(_Base):
     embed_model: Mapped[str]
 
 
+_FIELDS = filters.JsonFields(StoredDocument.meta_json)
+
+
 def _model_id(embedding: Embeddings) -> str:
     for attr in ("model_id", "model_name", "model"):
         value = getattr(embedding, attr, None)
@@ -86,44 +88,11 @@ def _model_id(embedding: Embeddings) -> str:
 def compile_filter(flt: dict[str, Any]) -> ColumnElement[bool]:
     """The SQL condition for a metadata filter; every key and value checked, values bound.
 
-    Raises ``ValueError`` for a key that is not a (dotted) identifier, an unknown operator, or a
-    value that is not a JSON scalar (``$in`` takes a list of them, ``$glob`` a string).
+    :func:`saem.store.filters.compile_filter` over the documents' JSON metadata. Raises
+    ``ValueError`` for a key that is not a (dotted) identifier, an unknown operator, or a value
+    that is not a JSON scalar (``$in`` takes a list of them, ``$glob`` a string).
     """
-    if not isinstance(flt, dict):
-        raise ValueError(f"filter must be a dict, got {type(flt).__name__}")
-    conds: list[ColumnElement[bool]] = []
-    for key, spec in flt.items():
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
-            raise ValueError(f"filter key {key!r} is not allowed: use letters, digits, '_' and '.' for nesting")
-        path = f"$.{key}"
-        ops = spec if isinstance(spec, dict) else {"$eq": spec}
-        for op, value in ops.items():
-            if op == "$eq":
-                conds.append(_equals(path, value))
-            elif op == "$in":
-                if not isinstance(value, list | tuple | set | frozenset):
-                    raise ValueError(f"$in on {key!r} takes a list, got {type(value).__name__}")
-                conds.append(or_(*[_equals(path, v) for v in value]) if value else false())
-            elif op == "$glob":
-                if not isinstance(value, str):
-                    raise ValueError(f"$glob on {key!r} takes a string pattern")
-                conds.append(func.json_extract(StoredDocument.meta_json, path).op("GLOB")(value))
-            else:
-                raise ValueError(f"unknown filter operator {op!r} on {key!r} (use $eq, $in or $glob)")
-    return and_(*conds) if conds else true()
-
-
-def _equals(path: str, value: Any) -> ColumnElement[bool]:
-    doc = StoredDocument.meta_json
-    if value is None:
-        return func.json_type(doc, path) == "null"
-    if isinstance(value, bool):  # before int: JSON true must not equal the number 1
-        return func.json_type(doc, path) == ("true" if value else "false")
-    if isinstance(value, str):
-        return func.json_extract(doc, path) == value
-    if isinstance(value, int | float):  # a number, not JSON true/false (which json_extract gives as 1/0)
-        return and_(func.json_extract(doc, path) == value, func.json_type(doc, path).in_(["integer", "real"]))
-    raise ValueError(f"filter value {value!r} is not a JSON scalar (str, int, float, bool or None)")
+    return filters.compile_filter(flt, _FIELDS)
 
 
 class FaissVectorStore(VectorStore):

@@ -399,7 +399,7 @@ def test_filter_operators_match_the_vector_store_syntax(app: Saem) -> None:
     assert [d.metadata["source"] for d in app.retrieve("tokens", k=5, filters={"source": lora})] == [lora]
     both = app.retrieve("tokens", k=5, filters={"source": {"$in": [lora, "/nowhere.md"]}})
     assert {d.metadata["source"] for d in both} == {lora}
-    assert app.retrieve("tokens", k=5, filters={"heading": ["LoRA"]})[0].metadata["heading"] == "LoRA"
+    assert app.retrieve("tokens", k=5, filters={"heading": {"$in": ["LoRA"]}})[0].metadata["heading"] == "LoRA"
 
 
 def test_documents_carry_the_span_and_stage_metadata(app: Saem) -> None:
@@ -509,8 +509,10 @@ class MixEmbeddings(AngleEmbeddings):
 
 
 MIX_DOCS = {  # a mostly English store (2 Korean chunks in 10), as a partly translated manual is
-    **{f"{m}.txt": f"The {m} page describes layers, masks and channels in detail.\n"
-       for m in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")},
+    **{
+        f"{m}.txt": f"The {m} page describes layers, masks and channels in detail.\n"
+        for m in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+    },
     "k1.txt": "첫째 문서: 빨강 채널에서 적목 현상을 고칩니다.\n",
     "k2.txt": "둘째 문서: 레이어 마스크로 부분을 가립니다.\n",
 }

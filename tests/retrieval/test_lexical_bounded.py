@@ -115,3 +115,31 @@ def test_counts_are_reused_from_the_stats() -> None:
     assert search(conn, "rare the mid", 5, max_postings=25, stats=stats) == first
     assert not any("count(*)" in sql for sql in calls)
     assert len([sql for sql in calls if "bm25" in sql]) == 2  # the match query, then the score query
+
+
+def test_within_ranks_only_the_given_chunks_with_their_whole_store_scores() -> None:
+    conn = _store()
+    everything = dict(search(conn, "common mid rare", 400, max_postings=None))
+    within = sorted(everything)[::7]  # a seventh of the matching chunks, most far from the top
+    assert 10 < len(within) <= 50
+    hits = search(conn, "common mid rare", 10, max_postings=50, within=within)
+    best = sorted(within, key=lambda i: (-everything[i], i))[:10]
+    assert [i for i, _ in hits] == best  # all within the budget: one plain OR, exact
+    assert [s for _, s in hits] == pytest.approx([everything[i] for i in best], abs=1e-9)
+    wide = list(range(1, 401))  # over the budget: bounded as without ``within``
+    assert search(conn, "rare the mid", 5, max_postings=25, within=wide) == search(
+        conn, "rare the mid", 5, max_postings=25
+    )
+    assert search(conn, "common", 5, within=[]) == []
+    assert search(conn, "common", 5, within=[100_000]) == []
+
+
+@pytest.mark.parametrize("skip", [0, 25, 35, 200])
+def test_a_large_within_gives_the_exact_top_k_whether_or_not_the_top_holds_k_of_it(skip: int) -> None:
+    conn = _store()
+    everything = search(conn, "common mid", 400, max_postings=None)
+    within = [i for i, _ in everything[skip:]] + [i for i in range(1, 401) if i not in dict(everything)]
+    assert len(within) * 4 >= 400  # a large share of the store: the top 4k are looked at first
+    hits = search(conn, "common mid", 10, max_postings=None, within=within)
+    assert [i for i, _ in hits] == [i for i, _ in everything[skip : skip + 10]]
+    assert [s for _, s in hits] == pytest.approx([s for _, s in everything[skip : skip + 10]])
