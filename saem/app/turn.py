@@ -280,12 +280,20 @@ def record(deps: TurnDeps, strategy: Strategy, state: TurnState, draft: Draft) -
     meta: dict[str, Any] = {"trace_id": state.trace_id}
     if draft.result is not None:
         meta |= {"agent": draft.agent, "stop_reason": answer.stop_reason, "tool_calls": _call_summary(draft.result)}
-    turn, _ = SQLiteChatMessageHistory(state.session_id, deps.db, state.user_id).append(
-        [HumanMessage(state.question), AIMessage(answer.text, response_metadata=meta)]
-    )  # provenance of what this turn remembers: the seq of its stored question
-    if state.remembered:
-        deps.ltm.set_source(state.user_id, state.remembered, source_session=state.session_id, source_turn=turn)
+    # question, answer, the provenance of what this turn remembered and the trace: one transaction
+    with deps.db.write() as s:
+        turn, _ = SQLiteChatMessageHistory(state.session_id, deps.db, state.user_id).append(
+            [HumanMessage(state.question), AIMessage(answer.text, response_metadata=meta)], session=s
+        )  # provenance of what this turn remembers: the seq of its stored question
+        if state.remembered:
+            deps.ltm.set_source(
+                state.user_id, state.remembered, source_session=state.session_id, source_turn=turn, session=s
+            )
+        state.timings["persist"] = time.perf_counter() - t
+        state.timings["total"] = time.perf_counter() - state.t0
+        deps.traces.add(_trace(deps, state, draft, answer), session=s)
     if strategy.memory and deps.settings.memory_extract and state.reply is None:
+        # a model call: after the turn is stored, in its own transaction; a failure loses nothing
         try:
             deps.ltm.extract_facts(
                 deps.model,
@@ -294,11 +302,8 @@ def record(deps: TurnDeps, strategy: Strategy, state: TurnState, draft: Draft) -
                 source_session=state.session_id,
                 source_turn=turn,
             )
-        except Exception as err:  # a failed extraction must not lose the answer
+        except Exception as err:
             logger.warning("memory extraction failed: %s", err)
-    state.timings["persist"] = time.perf_counter() - t
-    state.timings["total"] = time.perf_counter() - state.t0
-    deps.traces.add(_trace(deps, state, draft, answer))
     if strategy.memory and deps.settings.prefill_next_turn:
         _prefill_next_turn(deps, state, [*state.history, HumanMessage(state.question), AIMessage(answer.text)])
     return answer

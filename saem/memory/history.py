@@ -101,8 +101,9 @@ class SQLiteChatMessageHistory(BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         self.append(messages)
 
-    def append(self, messages: Sequence[BaseMessage]) -> list[int]:
-        """Add ``messages`` in one transaction; returns their ``seq`` numbers (ascending)."""
+    def append(self, messages: Sequence[BaseMessage], *, session: Session | None = None) -> list[int]:
+        """Add ``messages`` in one transaction (``session``'s, when given: a caller's open write
+        session, so a turn's writes commit together); returns their ``seq`` numbers (ascending)."""
         if not messages:
             return []
         now = time.time()
@@ -116,7 +117,7 @@ class SQLiteChatMessageHistory(BaseChatMessageHistory):
             for m in messages
         ]
         title = _title(messages)
-        with self.db.write() as s:
+        with self.db.write(session) as s:
             created = self._ensure(s, now, title=title)
             seqs = list(s.scalars(insert(ChatMessage).returning(ChatMessage.seq, sort_by_parameter_order=True), rows))
             values: dict[str, Any] = {"updated_at": now}

@@ -316,13 +316,20 @@ class LongTermMemory:
         return [MemoryDecision("DELETE", command.fact, previous=m, reason="asked to forget") for m in removed]
 
     def set_source(
-        self, user_id: str, ids: Sequence[int], *, source_session: str | None, source_turn: int | None
+        self,
+        user_id: str,
+        ids: Sequence[int],
+        *,
+        source_session: str | None,
+        source_turn: int | None,
+        session: Session | None = None,
     ) -> int:
         """Record where the user's memories ``ids`` came from (a chat turn stores its question
-        after a "remember …" command has written the fact). Returns the rows changed."""
+        after a "remember …" command has written the fact), in ``session``'s transaction when
+        given. Returns the rows changed."""
         if not ids:
             return 0
-        with self.db.write() as s:
+        with self.db.write(session) as s:
             changed = s.execute(
                 update(MemoryRow)
                 .where(MemoryRow.user_id == user_id, MemoryRow.id.in_(list(ids)))

@@ -108,9 +108,13 @@ class Database:
             yield s
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, session: Session | None = None) -> Iterator[Session]:
         """One short write transaction (``BEGIN IMMEDIATE`` on SQLite): commit, or roll back on
-        error. Keep it short: parse and embed before entering it."""
+        error. Keep it short: parse and embed before entering it. Given ``session`` (a caller's
+        open write session), its writes join that transaction instead, which commits them all."""
+        if session is not None:
+            yield session
+            return
         if self.readonly:
             raise StorageBusy(f"{self.where} is open read-only", path=self.path)
         with write_session(self._write_engine, self._wrap) as s:

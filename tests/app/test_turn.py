@@ -122,3 +122,24 @@ def test_every_strategy_streams_tokens_then_one_answer_that_is_stored_and_traced
     t = engine.trace(answer.trace_id)
     assert t is not None and (t.question, t.answer, t.agent) == (question, answer.text, answer.agent)
     assert answer.agent == ("" if kind in ("rag", "echo") else kind)
+
+
+def test_a_turn_is_stored_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Question, answer, memory provenance and trace commit in one transaction: a failing trace
+    write leaves no half-stored turn behind (it used to leave the messages without their trace)."""
+    model = ScriptedChatModel(script=[])
+    engine = ChatEngine(settings(), searcher_or_retrieve_fn=lambda q, k: [], chat_model=model,
+                        memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(64))  # fmt: skip
+    engine.ask("one two", session_id="s", user_id="u", strategy=Echo())
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise OSError("disk full while writing the trace")
+
+    monkeypatch.setattr(engine.traces, "add", broken)
+    with pytest.raises(OSError, match="disk full"):
+        engine.ask("three four", session_id="s", user_id="u", strategy=Echo())
+    assert [m.text for m in engine.history("s")] == ["one two", "two one"]
+    monkeypatch.undo()
+    again = engine.ask("three four", session_id="s", user_id="u", strategy=Echo())
+    assert [m.text for m in engine.history("s")][-2:] == ["three four", "four three"]
+    assert engine.trace(again.trace_id) is not None
