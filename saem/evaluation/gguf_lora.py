@@ -37,19 +37,19 @@ tries the first and falls back to the second, and says which it did and why.
     >>> report.method, report.path.name, report.reason                           # doctest: +SKIP
     ('adapter', 'adapter.gguf', 'GGUF LoRA: 420 tensors for 210 llama base tensors')
 
-Needs ``gguf`` and ``safetensors`` (no torch). Writes atomically (temp file + rename).
+Needs ``gguf`` and ``safetensors`` (no torch). Writes atomically (temp file + rename). Reading the
+adapter and the base GGUF, and mapping peft names onto GGUF tensors, is in ``_gguf_read``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +57,14 @@ from typing import Any, Literal
 import numpy as np
 
 from saem.errors import ModelError
+from saem.evaluation._gguf_read import (
+    QK_PERMUTED_ELSEWHERE,
+    Base,
+    gguf_tensor_name,
+    read_adapter,
+    read_base,
+    read_config,
+)
 
 logger = logging.getLogger("saem.evaluation")
 
@@ -79,17 +87,6 @@ MERGED_FILE = "merged.gguf"
 
 # architectures whose q/k rows llama.cpp permutes and transformers un-permutes (the adapter is in HF order)
 PERMUTE_QK_ARCHITECTURES: frozenset[str] = frozenset({"llama"})
-# permuted by llama.cpp's convert_hf_to_gguf.py (LlamaModel family with undo_permute, or their own
-# permute) but not reproduced here: a LoRA on their q/k would be silently wrong, so it is refused
-QK_PERMUTED_ELSEWHERE: frozenset[str] = frozenset({
-    "granite", "granitemoe", "granitehybrid", "smollm3", "arcee", "afmoe", "nanbeige", "cogvlm", "llama-embed",
-    "arctic", "chameleon", "deci", "deepseek", "internlm2", "llada", "minicpm", "olmo", "bailingmoe",
-})  # fmt: skip
-
-_KEY = re.compile(
-    r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_magnitude_vector)(?:\.weight)?$"
-)
-_SIDE = {"lora_A": "a", "lora_B": "b", "lora_magnitude_vector": "m"}
 
 
 class AdapterNotConvertible(ModelError):
@@ -113,27 +110,6 @@ class ConversionReport:
     reason: str = ""
 
 
-def gguf_tensor_name(peft_key: str, arch: str = "llama", n_blocks: int | None = None) -> tuple[str, str] | None:
-    """``(base tensor name, "a"|"b"|"m")`` for a peft key, or None when it is no LoRA tensor.
-
-    ``"m"`` is DoRA's magnitude vector. ``n_blocks`` defaults to what the key's layer number needs.
-    Raises ``ModelError`` when the installed ``gguf`` package maps no tensor to the module.
-
-    >>> gguf_tensor_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
-    ('blk.0.attn_q.weight', 'a')
-    """
-    match = _KEY.match(peft_key)
-    if match is None:
-        return None
-    module = match["module"]
-    if n_blocks is None:
-        n_blocks = max((int(n) + 1 for n in re.findall(r"\.(\d+)(?=\.|$)", module)), default=1)
-    name = _name_map(arch, n_blocks).get_name(f"{module}.weight", try_suffixes=(".weight", ".bias"))
-    if name is None:
-        raise ModelError(f"LoRA on {module!r} has no GGUF counterpart ({arch}, {n_blocks} blocks)")
-    return name, _SIDE[match["kind"]]
-
-
 def permute_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's per-head RoPE row permutation (its ``LlamaModel.permute``) of an (out, k) matrix."""
     rows = weight.shape[0]
@@ -142,129 +118,7 @@ def permute_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
     return weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-@functools.lru_cache(maxsize=8)
-def _name_map(arch: str, n_blocks: int) -> Any:
-    import gguf
-
-    arch_enum = {name: enum for enum, name in gguf.MODEL_ARCH_NAMES.items()}.get(arch)
-    if arch_enum is None:
-        raise ModelError(f"the installed gguf package does not know the architecture {arch!r}",
-                         hint="upgrade the gguf package")  # fmt: skip
-    return gguf.get_tensor_name_map(arch_enum, n_blocks)
-
-
-def _field(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    value = field.parts[field.data[0]]
-    if field.types and field.types[0].name == "STRING":
-        return bytes(value).decode("utf-8")
-    return value.tolist()[0]
-
-
-@dataclass
-class _Adapter:
-    """A peft adapter folder read into numpy: config, and per base tensor its a / b (/ m) arrays."""
-
-    config: dict[str, Any]
-    weights_path: Path
-    rank: int
-    alpha: float  # as GGUF wants it (rsLoRA folded in)
-    modules: dict[str, str]  # base tensor name -> peft module name
-    pairs: dict[str, dict[str, np.ndarray]]
-
-
-@dataclass
-class _Base:
-    reader: Any
-    path: Path
-    arch: str
-    n_blocks: int
-    n_head: int | None
-    n_head_kv: int | None
-    tensors: dict[str, Any]  # name -> ReaderTensor
-
-    def shape(self, name: str) -> list[int]:
-        return [int(x) for x in self.tensors[name].shape]  # ggml order: [in, out]
-
-
-def _read_config(adapter_dir: Path) -> tuple[dict[str, Any], Path]:
-    config_path = adapter_dir / "adapter_config.json"
-    weights_path = adapter_dir / "adapter_model.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ModelError(f"{path} is missing", path=path, hint="train the adapter first (saem.evaluation.lora)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("modules_to_save"):
-        raise ModelError("modules_to_save (fully trained layers) cannot be expressed in a GGUF LoRA", path=config_path)
-    return config, weights_path
-
-
-def _read_base(base_gguf: Path) -> _Base:
-    import gguf
-
-    if not base_gguf.is_file():
-        raise ModelError(
-            f"{base_gguf} is missing", path=base_gguf, hint="train the adapter first (saem.evaluation.lora)"
-        )
-    reader = gguf.GGUFReader(str(base_gguf))
-    arch = _field(reader, "general.architecture")
-    if not isinstance(arch, str):
-        raise ModelError(f"{base_gguf.name} has no general.architecture", path=base_gguf)
-    tensors = {t.name: t for t in reader.tensors}
-    blocks = [int(m.group(1)) for name in tensors if (m := re.match(r"blk\.(\d+)\.", name))]
-    n_blocks = int(_field(reader, f"{arch}.block_count") or (max(blocks) + 1 if blocks else 0))
-    n_head = _field(reader, f"{arch}.attention.head_count")
-    n_head_kv = _field(reader, f"{arch}.attention.head_count_kv") or n_head
-    return _Base(reader, base_gguf, arch, n_blocks, n_head and int(n_head), n_head_kv and int(n_head_kv), tensors)
-
-
-def _read_adapter(config: dict[str, Any], weights_path: Path, base: _Base) -> _Adapter:
-    """Map every peft tensor onto a base tensor (checked to exist; shapes are checked by the callers)."""
-    from safetensors.numpy import load_file
-
-    rank = int(config["r"])
-    alpha = float(config["lora_alpha"]) * (math.sqrt(rank) if config.get("use_rslora") else 1.0)
-    try:
-        weights = load_file(str(weights_path))
-    except (OSError, ValueError, TypeError) as err:
-        raise ModelError(f"cannot read {weights_path}: {err}", path=weights_path) from err
-    pairs: dict[str, dict[str, np.ndarray]] = {}
-    modules: dict[str, str] = {}
-    for key, value in weights.items():
-        match = _KEY.match(key)
-        if match is None:
-            raise ModelError(f"unexpected tensor {key!r} in the adapter", path=weights_path)
-        try:
-            mapped = gguf_tensor_name(key, base.arch, base.n_blocks)
-        except ModelError as err:
-            raise ModelError(err.message, path=weights_path, hint="this module cannot be placed in the GGUF") from err
-        assert mapped is not None
-        name, side = mapped
-        if name not in base.tensors:
-            raise ModelError(
-                f"{name} (LoRA on {match['module']!r}) is not a tensor of {base.path.name} (wrong base model?)",
-                path=base.path,
-            )
-        if base.arch in QK_PERMUTED_ELSEWHERE and name.endswith(("attn_q.weight", "attn_k.weight")):
-            raise ModelError(
-                f"{name}: llama.cpp permutes q/k rows for {base.arch!r} and saem does not reproduce that layout",
-                path=base.path, hint="train the adapter without q_proj/k_proj",
-            )  # fmt: skip
-        modules[name] = match["module"]
-        pairs.setdefault(name, {})[side] = value.astype(np.float32)
-    if not pairs:
-        raise ModelError(f"{weights_path} holds no LoRA matrices", path=weights_path)
-    for name, pair in pairs.items():
-        if not {"a", "b"} <= set(pair):
-            raise ModelError(
-                f"{name}: the adapter has only lora_{''.join(sorted(set(pair) - {'m'}))}", path=weights_path
-            )
-    return _Adapter(config, weights_path, rank, alpha, modules, pairs)
-
-
-def _qk_heads(base: _Base, name: str) -> int | None:
+def _qk_heads(base: Base, name: str) -> int | None:
     """Heads to permute ``name``'s output rows over (llama's q/k), else None."""
     if base.arch in PERMUTE_QK_ARCHITECTURES and name.endswith(("attn_q.weight", "attn_k.weight")):
         n_head = base.n_head if "attn_q" in name else base.n_head_kv
@@ -274,11 +128,20 @@ def _qk_heads(base: _Base, name: str) -> int | None:
     return None
 
 
-def _write_atomically(out_path: Path, write: Any) -> None:
+def _write_gguf(out_path: Path, arch: str, fill: Callable[[Any], None]) -> None:
+    """Write a GGUF of architecture ``arch`` to ``out_path`` atomically: ``fill(writer)`` writes
+    everything into a ``GGUFWriter`` on a temp file, which is closed and then renamed over
+    ``out_path`` (on any error the temp file is removed and ``out_path`` is left as it was)."""
+    import gguf
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     try:
-        write(tmp)
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        try:
+            fill(writer)
+        finally:
+            writer.close()
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -303,7 +166,7 @@ def convert_adapter(
 
     started = time.perf_counter()
     adapter_dir, base_gguf, out_path = Path(adapter_dir), Path(base_gguf), Path(out_path)
-    config, weights_path = _read_config(adapter_dir)
+    config, weights_path = read_config(adapter_dir)
     if not base_gguf.is_file():
         raise ModelError(
             f"{base_gguf} is missing", path=base_gguf, hint="train the adapter first (saem.evaluation.lora)"
@@ -314,8 +177,8 @@ def convert_adapter(
         raise AdapterNotConvertible(
             "per-module rank/alpha patterns are not written into a GGUF LoRA", path=adapter_dir / "adapter_config.json"
         )
-    base = _read_base(base_gguf)
-    adapter = _read_adapter(config, weights_path, base)
+    base = read_base(base_gguf)
+    adapter = read_adapter(config, weights_path, base)
     rank, alpha = adapter.rank, adapter.alpha
 
     np_dtype = np.float16 if dtype == "f16" else np.float32
@@ -341,22 +204,18 @@ def convert_adapter(
             permuted += 1
         out_tensors += [(f"{name}.lora_a", a), (f"{name}.lora_b", b)]
 
-    def write(tmp: Path) -> None:
-        writer = gguf.GGUFWriter(str(tmp), base.arch)
-        try:
-            writer.add_type(gguf.GGUFType.ADAPTER)
-            writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-            writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-            writer.add_string("general.name", f"saem LoRA r{rank} for {base_gguf.name}")
-            for tensor_name, array in out_tensors:
-                writer.add_tensor(tensor_name, np.ascontiguousarray(array, dtype=np_dtype))
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-        finally:
-            writer.close()
+    def fill(writer: Any) -> None:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+        writer.add_string("general.name", f"saem LoRA r{rank} for {base_gguf.name}")
+        for tensor_name, array in out_tensors:
+            writer.add_tensor(tensor_name, np.ascontiguousarray(array, dtype=np_dtype))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
 
-    _write_atomically(out_path, write)
+    _write_gguf(out_path, base.arch, fill)
     return ConversionReport(
         path=out_path,
         architecture=base.arch,
@@ -399,11 +258,11 @@ def merge_adapter(
 
     started = time.perf_counter()
     adapter_dir, base_gguf, out_gguf = Path(adapter_dir), Path(base_gguf), Path(out_gguf)
-    config, weights_path = _read_config(adapter_dir)
-    base = _read_base(base_gguf)
+    config, weights_path = read_config(adapter_dir)
+    base = read_base(base_gguf)
     if base.reader.endianess != gguf.GGUFEndian.LITTLE:
         raise ModelError(f"{base_gguf.name} is big-endian; merging supports little-endian GGUFs", path=base_gguf)
-    adapter = _read_adapter(config, weights_path, base)
+    adapter = read_adapter(config, weights_path, base)
     rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
     dora = bool(config.get("use_dora"))
     np_dtype = np.float16 if dtype == "f16" else np.float32
@@ -442,36 +301,32 @@ def merge_adapter(
             weight *= (magnitude / np.linalg.norm(weight, axis=1)).astype(np.float32)[:, None]
         return np.ascontiguousarray(weight, dtype=np_dtype)
 
-    def write(tmp: Path) -> None:
-        writer = gguf.GGUFWriter(str(tmp), base.arch)
-        try:
-            for field in base.reader.fields.values():
-                if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-                    continue  # written by GGUFWriter itself / reader pseudo-fields
-                if field.name == gguf.Keys.General.ALIGNMENT:
-                    writer.add_custom_alignment(int(field.contents()))  # also pads the data to it
-                    continue
-                kind = field.types[0]
-                sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-                writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-            for tensor in base.reader.tensors:
-                if tensor.name in adapter.pairs:
-                    n = int(tensor.shape[0]) * int(tensor.shape[1])
-                    shape = (int(tensor.shape[1]), int(tensor.shape[0]))
-                    writer.add_tensor_info(tensor.name, shape, np.dtype(np_dtype), n * np.dtype(np_dtype).itemsize)
-                else:
-                    writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
-                                           raw_dtype=gguf.GGMLQuantizationType(tensor.tensor_type))  # fmt: skip
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for tensor in base.reader.tensors:
-                data = merged(tensor) if tensor.name in adapter.pairs else tensor.data
-                writer.write_tensor_data(data, tensor_endianess=base.reader.endianess)
-        finally:
-            writer.close()
+    def fill(writer: Any) -> None:
+        for field in base.reader.fields.values():
+            if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+                continue  # written by GGUFWriter itself / reader pseudo-fields
+            if field.name == gguf.Keys.General.ALIGNMENT:
+                writer.add_custom_alignment(int(field.contents()))  # also pads the data to it
+                continue
+            kind = field.types[0]
+            sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+        for tensor in base.reader.tensors:
+            if tensor.name in adapter.pairs:
+                n = int(tensor.shape[0]) * int(tensor.shape[1])
+                shape = (int(tensor.shape[1]), int(tensor.shape[0]))
+                writer.add_tensor_info(tensor.name, shape, np.dtype(np_dtype), n * np.dtype(np_dtype).itemsize)
+            else:
+                writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes,
+                                       raw_dtype=gguf.GGMLQuantizationType(tensor.tensor_type))  # fmt: skip
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for tensor in base.reader.tensors:
+            data = merged(tensor) if tensor.name in adapter.pairs else tensor.data
+            writer.write_tensor_data(data, tensor_endianess=base.reader.endianess)
 
-    _write_atomically(out_gguf, write)
+    _write_gguf(out_gguf, base.arch, fill)
     return ConversionReport(
         path=out_gguf,
         architecture=base.arch,
