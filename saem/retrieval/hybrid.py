@@ -90,7 +90,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
     from saem.retrieval.rerank import Reranker
+    from saem.settings import Settings
 
 __all__ = [
     "HybridConfig",
@@ -141,7 +142,7 @@ _TERM_STATS_MAX = 100_000  # terms counted per generation before the counts star
 
 @dataclass(frozen=True)
 class HybridConfig:
-    """The knobs of one searcher; ``from_settings`` reads them (with these defaults)."""
+    """The knobs of one searcher (these defaults are the settings' defaults); see ``from_settings``."""
 
     rrf_k: int = 60
     dense_weight: float = 1.0
@@ -175,10 +176,24 @@ class HybridConfig:
             raise ConfigError("mmr_lambda must be in [0, 1]", key="mmr_lambda")
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> HybridConfig:
-        """Read each field from ``settings`` (``candidates`` from ``retrieve_candidates``), else default."""
-        names = {"candidates": "retrieve_candidates"}
-        values = {f.name: getattr(settings, names.get(f.name, f.name), f.default) for f in fields(cls)}
+    def from_settings(cls, settings: Settings, **overrides: Any) -> HybridConfig:
+        """The config ``settings`` describe (``candidates`` is ``retrieve_candidates``), with
+        ``overrides`` replacing fields. ``lexical_max_postings`` is no setting and keeps its default."""
+        values: dict[str, Any] = {
+            "rrf_k": settings.rrf_k,
+            "dense_weight": settings.dense_weight,
+            "lexical_weight": settings.lexical_weight,
+            "candidates": settings.retrieve_candidates,
+            "rerank_candidates": settings.rerank_candidates,
+            "rerank_max_chars": settings.rerank_max_chars,
+            "score_threshold": settings.score_threshold,
+            "mmr": settings.mmr,
+            "mmr_lambda": settings.mmr_lambda,
+            "max_query_chars": settings.max_query_chars,
+            "cross_lingual_lexical_weight": settings.cross_lingual_lexical_weight,
+            "neighbour_weight": settings.neighbour_weight,
+            "fusion": settings.fusion,
+        }
         return cls(**{**values, **overrides})
 
 

@@ -214,7 +214,7 @@ def load_reranker(kind: str, settings: Settings, *, embedder: Embeddings | None 
     value = kind.strip()
     if value.lower() in {"", "none", "off"}:
         return None
-    max_chars = int(getattr(settings, "rerank_max_chars", 1000))
+    max_chars = settings.rerank_max_chars
     if value == "embedder":
         if embedder is None:
             from saem.models.embedders import load_embedder
@@ -227,7 +227,7 @@ def load_reranker(kind: str, settings: Settings, *, embedder: Embeddings | None 
         return LlmReranker(LlamaCppChatModel.from_settings(settings), max_chars=min(max_chars, 600))
     return CrossEncoderReranker(
         value,
-        batch_size=int(getattr(settings, "rerank_batch_size", 16)),
+        batch_size=settings.rerank_batch_size,
         max_chars=max_chars,
         allow_downloads=settings.allow_downloads,
     )

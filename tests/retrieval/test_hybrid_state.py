@@ -59,3 +59,17 @@ def test_a_bounded_search_finds_what_the_unbounded_one_does(tmp_path: Path) -> N
         hits[budget] = searcher.search(query, k=3).hits
     assert hits[2][0].source.endswith("d17.md") and hits[2][0].lexical_rank == 1
     assert hits[2][0].lexical_score == pytest.approx(hits[None][0].lexical_score, abs=1e-4)
+
+
+def test_the_config_is_read_from_the_settings_field_by_field(tmp_path: Path) -> None:
+    from saem.settings import Settings
+
+    values = {"rrf_k": 7, "retrieve_candidates": 9, "mmr": True, "neighbour_weight": 0.5, "score_threshold": 0.2,
+              "fusion": "rrf", "cross_lingual_lexical_weight": 0.0, "rerank_max_chars": 300}  # fmt: skip
+    config = HybridConfig.from_settings(Settings.load({"data_dir": tmp_path, **values}, environ={}))
+    assert (config.rrf_k, config.candidates, config.mmr, config.neighbour_weight, config.score_threshold) == (
+        7, 9, True, 0.5, 0.2)  # fmt: skip
+    assert (config.fusion, config.cross_lingual_lexical_weight, config.rerank_max_chars) == ("rrf", 0.0, 300)
+    # the dataclass's defaults are the settings' defaults, so a searcher built without settings agrees
+    assert HybridConfig.from_settings(Settings.load({"data_dir": tmp_path}, environ={})) == HybridConfig()
+    assert HybridConfig.from_settings(Settings.load({}, environ={}), candidates=3).candidates == 3

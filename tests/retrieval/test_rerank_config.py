@@ -9,7 +9,7 @@ import pytest
 
 from saem.app.saem import Saem
 from saem.errors import ModelError
-from saem.retrieval.rerank import CrossEncoderReranker, load_reranker
+from saem.retrieval.rerank import CrossEncoderReranker, EmbedderReranker, load_reranker
 from saem.settings import Settings
 from saem.testing import HashEmbeddings
 
@@ -55,3 +55,14 @@ def test_with_allow_downloads_a_hub_id_is_accepted_and_still_loads_lazily(tmp_pa
     )
     assert isinstance(reranker, CrossEncoderReranker)
     assert reranker.resolved.source == "hub" and reranker.model_id == HUB_ID and reranker._model is None
+
+
+def test_the_rerank_settings_reach_the_rerankers(tmp_path: Path) -> None:
+    settings = Settings.load({"data_dir": tmp_path, "rerank_max_chars": 123, "rerank_batch_size": 3}, environ={})
+    embedder = load_reranker("embedder", settings, embedder=HashEmbeddings(64))
+    assert isinstance(embedder, EmbedderReranker) and embedder.max_chars == 123
+    folder = tmp_path / "my-cross-encoder"  # a local folder: nothing loads until the first rerank
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    cross = load_reranker(str(folder), settings)
+    assert isinstance(cross, CrossEncoderReranker) and (cross.batch_size, cross.max_chars) == (3, 123)
