@@ -93,10 +93,16 @@ def allowed_ids(s: Any, where: ChunkFilter) -> np.ndarray:
     if where.chunks is not None:
         q = q.where(where.chunks)
     compiled = q.compile(dialect=s.get_bind().dialect)
-    params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-    raw = s.connection().connection.driver_connection  # the session's sqlite3 connection and snapshot
-    rows = raw.execute(str(compiled), params)  # not through SQLAlchemy's rows: 100 ms -> 45 ms for 50k ids
-    return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+    names = compiled.positiontup
+    params = compiled.params if names is None else tuple(compiled.params[n] for n in names)
+    # on the session's own DBAPI connection (its transaction and snapshot), not through
+    # SQLAlchemy's result rows: 100 ms -> 45 ms for 50k ids
+    cursor = s.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return np.sort(np.fromiter((r[0] for r in cursor), dtype=np.int64))
+    finally:
+        cursor.close()
 
 
 def dense_search(index: VectorIndex, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:

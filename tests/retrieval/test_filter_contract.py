@@ -54,6 +54,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
         path = root / "docs" / "notes" / f"b{i}.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# Notes\n\nQuantization keeps weights in four bits, note {i}.\n", encoding="utf-8")
+    for i in range(2):  # nested headings: Hit.heading is "Guide › Install"
+        path = root / "docs" / "guide" / f"g{i}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# Guide\n\n## Install\n\nUnpack the archive into a folder, step {i}.\n", encoding="utf-8")
     data = root / "data"
     Saem(data_dir=data, embedder=HashEmbeddings(64)).ingest(root / "docs")
     with sqlite3.connect(data / "saem.db") as conn:  # pages, as a PDF would give them: 1-3, or none
@@ -67,7 +71,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
             )
         ]  # fmt: skip
     conn.close()
-    assert len(rows) == N_LORA + N_NOTES
+    assert {r["heading"] for r in rows} == {"LoRA", "Notes", "Guide", "Guide › Install"}
     return Corpus(data, rows)
 
 
@@ -106,6 +110,10 @@ MEMBERSHIP: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     ({"source": {"$in": []}}, lambda r: False),
     ({"source": {"$glob": "*/notes/*", "$eq": "b0.md"}}, lambda r: r["source"].endswith("b0.md")),  # ops ANDed
     ({"heading": "Notes"}, lambda r: r["heading"] == "Notes"),
+    ({"heading": "Guide › Install"}, lambda r: r["heading"] == "Guide › Install"),
+    ({"heading": "Guide"}, lambda r: r["heading"] == "Guide"),  # the whole path, not a part of it
+    ({"heading": {"$glob": "Guide › *"}}, lambda r: r["heading"] == "Guide › Install"),
+    ({"heading": {"$in": ["", "Guide › Install"]}}, lambda r: r["heading"] == "Guide › Install"),
     ({"heading": {"$in": ["LoRA", "Sampling"]}, "page": 2}, lambda r: r["heading"] == "LoRA" and r["page"] == 2),
     ({"page": None}, lambda r: r["page"] is None),
     ({"page": 1}, lambda r: r["page"] == 1),
