@@ -27,7 +27,7 @@ from saem.retrieval._fusion import mmr_select
 from saem.retrieval.types import Hit
 from saem.store.catalogue import Chunk, Source, json_list
 from saem.store.filters import ColumnFields, Scalar, compile_filter
-from saem.store.index import SINGLE_THREAD_FLOATS, VectorIndex, normalise
+from saem.store.index import VectorIndex
 
 __all__ = ["Cand", "ChunkFilter", "allowed_ids", "compile_chunk_filter", "dense_search", "load_rows", "mmr", "to_hit",
            "with_neighbours"]  # fmt: skip
@@ -106,25 +106,8 @@ def allowed_ids(s: Any, where: ChunkFilter) -> np.ndarray:
 
 
 def dense_search(index: VectorIndex, qvec: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
-    """``index.search(qvec, k)``, or with ``allowed`` the ``k`` nearest among those ids only
-    (a FAISS ``IDSelectorBatch``: the same flat scan, skipping the others' distances)."""
-    if allowed is None:
-        return index.search(qvec, k)
-    if index.ntotal == 0 or k <= 0 or allowed.size == 0:
-        return []
-    faiss = _faiss()
-    selector = faiss.IDSelectorBatch(allowed)  # referenced until the search returns
-    params = faiss.SearchParameters(sel=selector)
-    query = normalise(qvec)
-    n = min(k, int(allowed.size), index.ntotal)
-    threads = faiss.omp_get_max_threads()
-    if index.ntotal * index.dim <= SINGLE_THREAD_FLOATS:  # one thread, as VectorIndex.search
-        faiss.omp_set_num_threads(1)
-    try:
-        scores, ids = index.index.search(query, n, params=params)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    return [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0], strict=True) if i != -1]
+    """``index.search(qvec, k)``, or with ``allowed`` the ``k`` nearest among those ids only."""
+    return index.search(qvec, k, ids=allowed)
 
 
 @dataclass

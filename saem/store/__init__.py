@@ -7,6 +7,8 @@
   (FTS5), ingest runs and meta, and the data-dir lock.
 * :mod:`.index` — the FAISS file: a cache of the chunks' embeddings, checked against the
   catalogue at load and rebuilt from it.
+* :mod:`.filters` — the one metadata-filter compiler (``{"k": v}``, ``$eq``, ``$in``, ``$glob``)
+  behind both vector-store faces, so a filter means the same everywhere.
 * :mod:`.chat` — chat sessions and messages, long-term memories, the key-value store and turn
   traces.
 
