@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -29,7 +29,17 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
-__all__ = ["HashEmbeddings", "ScriptedChatModel", "FakeReranker", "tool_call", "features", "run_in_threads"]
+from saem.retrieval.types import Hit, RetrievalResult
+
+__all__ = [
+    "HashEmbeddings",
+    "ScriptedChatModel",
+    "FakeReranker",
+    "FakeSearcher",
+    "tool_call",
+    "features",
+    "run_in_threads",
+]
 
 _WORD = re.compile(r"[0-9A-Za-z]+|[\uac00-\ud7a3]+")
 
@@ -179,6 +189,49 @@ def _json(args: dict[str, Any]) -> str:
     import json
 
     return json.dumps(args, ensure_ascii=False)
+
+
+class FakeSearcher:
+    """A ``saem.retrieval.types.Searcher`` over fixed passages: scores each by the share of query
+    features it contains (like ``FakeReranker``), drops the zeros, abstains when none is left.
+    ``filters`` match a passage's ``source`` exactly (``{"source": "a.md"}``); any other key is
+    a ``ValueError``, as in the real searcher. Every query is kept in ``queries``."""
+
+    def __init__(self, passages: Mapping[str, str]) -> None:
+        self.passages = dict(passages)  # source -> text
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | None = None) -> RetrievalResult:
+        self.queries.append(query)
+        unknown = set(filters or {}) - {"source"}
+        if unknown:
+            raise ValueError(f"unknown filter key {sorted(unknown)[0]!r}; filter on one of ['source']")
+        wanted = set(features(query))
+        scored = [
+            (len(wanted & set(features(text))) / max(len(wanted), 1), source, text)
+            for source, text in self.passages.items()
+            if not filters or filters.get("source") == source
+        ]
+        ranked = sorted((x for x in scored if x[0] > 0), key=lambda x: -x[0])[: max(k, 0)]
+        hits = [
+            Hit(
+                chunk_id=i + 1,
+                text=text,
+                source=source,
+                start=0,
+                end=len(text),
+                heading="",
+                page=None,
+                rank=i + 1,
+                score=score,
+                fused_score=score,
+                fused_rank=i + 1,
+                cosine=score,
+            )  # fmt: skip
+            for i, (score, source, text) in enumerate(ranked)
+        ]
+        reason = None if hits else "no passage shares a word with the query"
+        return RetrievalResult(query=query, hits=hits, abstained=not hits, reason=reason)
 
 
 class FakeReranker:

@@ -54,6 +54,7 @@ from saem.app.traces import TraceStore, TurnTrace, agent_trace
 from saem.app.types import Answer, BudgetReport
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
+from saem.retrieval.types import RetrievalResult, Searcher
 from saem.settings import Settings
 from saem.store.chat import MemoryDB
 
@@ -91,12 +92,18 @@ class Retrieved:
     warnings: list[str] = field(default_factory=list)
 
 
-def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
-    """Normalise a searcher (``.search(q, k=...)`` → ``RetrievalResult``) or a callable
-    ``(query, k) -> RetrievalResult | list[Document]`` to ``(query, k) -> Retrieved``. A data
-    dir whose database has no catalogue yet (memory used before any ingest) abstains."""
-    fn: Callable[[str, int], Any] = (lambda q, k: obj.search(q, k=k)) if hasattr(obj, "search") else obj
-    if not callable(fn):
+def as_retrieve_fn(
+    obj: Searcher | Callable[[str, int], RetrievalResult | list[Document]],
+) -> Callable[[str, int], Retrieved]:
+    """Normalise a :class:`~saem.retrieval.types.Searcher` or a callable ``(query, k) ->
+    RetrievalResult | list[Document]`` to ``(query, k) -> Retrieved``. A data dir whose
+    database has no catalogue yet (memory used before any ingest) abstains."""
+    if isinstance(obj, Searcher):
+        searcher = obj
+        fn: Callable[[str, int], RetrievalResult | list[Document]] = lambda q, k: searcher.search(q, k=k)  # noqa: E731
+    elif callable(obj):
+        fn = obj
+    else:
         raise TypeError("searcher_or_retrieve_fn must have .search(q, k) or be a callable (q, k)")
 
     def retrieve(query: str, k: int) -> Retrieved:
@@ -107,11 +114,10 @@ def as_retrieve_fn(obj: Any) -> Callable[[str, int], Retrieved]:
             if "no such table" not in str(err):
                 raise
             return Retrieved([], True, "nothing is ingested in this data dir yet")
-        if hasattr(out, "documents") and hasattr(out, "abstained"):
-            docs = list(out.documents())
-            return Retrieved(docs, bool(out.abstained) or not docs, out.reason, dict(getattr(out, "timings", {})),
-                             list(getattr(out, "missing_terms", None) or []),
-                             [str(w) for w in getattr(out, "warnings", None) or []])  # fmt: skip
+        if isinstance(out, RetrievalResult):
+            docs = out.documents()
+            return Retrieved(docs, out.abstained or not docs, out.reason, dict(out.timings), list(out.missing_terms),
+                             [str(w) for w in out.warnings])  # fmt: skip
         docs = list(out)
         return Retrieved(docs, not docs, None if docs else "no chunk was retrieved")
 

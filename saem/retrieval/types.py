@@ -12,12 +12,13 @@ Ranks are 1-based; a stage that did not see a hit leaves its rank (and score) ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.documents import Document
 
-__all__ = ["Hit", "RetrievalResult"]
+__all__ = ["Hit", "RetrievalResult", "Searcher"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,15 @@ class RetrievalResult:
 
     def __len__(self) -> int:
         return len(self.hits)
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """The retrieval seam a turn uses: one method. ``HybridSearcher`` is one; ``saem.testing.
+    FakeSearcher`` another; tests/retrieval/test_searcher_contract.py holds both to it.
+
+    Contract: at most ``k`` hits, best first (``score`` descending, ``rank`` 1, 2, …); an
+    abstention has no hits and a ``reason``; a malformed ``filters`` is a ``ValueError``.
+    """
+
+    def search(self, query: str, k: int = 5, *, filters: Mapping[str, Any] | None = None) -> RetrievalResult: ...
