@@ -29,6 +29,7 @@ from saem.agents.router import Router
 from saem.app.context import plain_render
 from saem.app.turn import Draft, TurnState
 from saem.memory.longterm import LongTermMemory
+from saem.models.protocols import PromptModel
 from saem.text.markers import strip_markers
 
 __all__ = ["AgentStrategy", "plain_turns", "tool_session"]
@@ -107,10 +108,9 @@ def _render_prompt(model: Any, messages: Sequence[BaseMessage], tools: Sequence[
     the bound tools), else a plain rendering."""
     if not messages:
         return ""
-    render = getattr(model, "render_prompt", None)
-    if callable(render):
+    if isinstance(model, PromptModel):
         try:
-            return str(render(list(messages), tools=tools) if tools else render(list(messages)))
+            return model.render_prompt(list(messages), tools=tools or None)
         except Exception:  # a prompt that cannot be rendered must not lose the stored turn
             pass
     return plain_render(messages)

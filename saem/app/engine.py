@@ -51,6 +51,7 @@ from saem.app.turn import Strategy, TurnDeps, as_retrieve_fn, run_turn
 from saem.app.types import Answer
 from saem.memory.history import SessionInfo, list_sessions, session_messages
 from saem.memory.longterm import LongTermMemory, Memory
+from saem.models.protocols import PromptModel
 from saem.settings import Settings
 from saem.store.chat import MemoryDB
 
@@ -79,12 +80,13 @@ class ChatEngine:
         self.traces = TraceStore(self.db)
         self.prompts = prompts or PromptTemplates.from_settings(settings)
         # the loaded model's window wins over the settings it may have been built from
-        n_ctx = int(getattr(chat_model, "n_ctx", 0) or settings.n_ctx)
-        max_tokens = int(getattr(chat_model, "max_tokens", 0) or settings.max_tokens)
-        if count_messages is None and callable(getattr(chat_model, "count_tokens", None)):
-            count_messages = chat_model.count_tokens  # type: ignore[attr-defined]
-            if count_text is None:
-                count_text = chat_model.get_num_tokens
+        n_ctx, max_tokens = settings.n_ctx, settings.max_tokens
+        if isinstance(chat_model, PromptModel):
+            n_ctx, max_tokens = chat_model.n_ctx, chat_model.max_tokens
+            if count_messages is None:
+                count_messages = chat_model.count_tokens
+                if count_text is None:
+                    count_text = chat_model.get_num_tokens
         self.builder = ContextBuilder(
             self.prompts,
             n_ctx=n_ctx,

@@ -41,6 +41,7 @@ from saem.app.context import ContextInput, plain_render
 from saem.app.language import detect_language, language_matches
 from saem.app.turn import Draft, TurnDeps, TurnState, timed
 from saem.errors import ConfigError
+from saem.models.protocols import PromptModel
 from saem.text.markers import cited_numbers
 
 __all__ = ["RagStrategy", "looks_like_followup"]
@@ -276,8 +277,8 @@ class RagStrategy:
         return fallback
 
     def _render(self, messages: list[BaseMessage]) -> str:
-        render = getattr(self.deps.model, "render_prompt", None)
-        return str(render(messages)) if callable(render) else plain_render(messages)
+        model = self.deps.model
+        return model.render_prompt(messages) if isinstance(model, PromptModel) else plain_render(messages)
 
 
 def _traces(model: BaseChatModel) -> bool:

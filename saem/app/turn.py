@@ -54,6 +54,7 @@ from saem.app.traces import TraceStore, TurnTrace, agent_trace
 from saem.app.types import Answer, BudgetReport
 from saem.memory.history import SQLiteChatMessageHistory
 from saem.memory.longterm import LongTermMemory, parse_command
+from saem.models.protocols import PromptModel
 from saem.retrieval.types import RetrievalResult, Searcher
 from saem.settings import Settings
 from saem.store.chat import MemoryDB
@@ -390,9 +391,9 @@ def _prefill_next_turn(deps: TurnDeps, state: TurnState, history: list[BaseMessa
     history including this answer: exactly what its context build puts first) into the model's
     KV cache, in the background; ``history`` is this turn's plus its own question and answer, so
     the session is not read again."""
-    prefill = getattr(deps.model, "prefill", None)
-    if not callable(prefill):
+    if not isinstance(deps.model, PromptModel):
         return
+    prefill = deps.model.prefill
     try:
         window = history[-_window(deps.settings) :]
         # the same build the next turn makes, minus its documents and question: the builder's
