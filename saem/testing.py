@@ -35,7 +35,7 @@ __all__ = [
     "HashEmbeddings",
     "ScriptedChatModel",
     "FakeReranker",
-    "FakeSearcher",
+    "FakeSearcher", "ScriptedPromptModel",
     "tool_call",
     "features",
     "run_in_threads",
@@ -189,6 +189,32 @@ def _json(args: dict[str, Any]) -> str:
     import json
 
     return json.dumps(args, ensure_ascii=False)
+
+
+class ScriptedPromptModel(ScriptedChatModel):
+    """A ``ScriptedChatModel`` that keeps the whole ``saem.models.protocols.PromptModel``
+    contract, like ``LlamaCppChatModel``: it renders a prompt as ``type: text`` lines, counts a
+    token per word, and records every ``prefill`` in ``prefilled`` (``fail=True``: prefill
+    raises, as a model that went away would)."""
+
+    n_ctx: int = 4096
+    max_tokens: int = 256
+    prefilled: list[list[BaseMessage]] = Field(default_factory=list)
+    fail: bool = False
+
+    def render_prompt(self, messages: Any, *, tools: Sequence[Any] | None = None) -> str:
+        return "\n".join(f"{m.type}: {m.text}" for m in self._convert_input(messages).to_messages())
+
+    def count_tokens(self, messages: Any, *, tools: Sequence[Any] | None = None) -> int:
+        return len(self.render_prompt(messages, tools=tools).split())
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def prefill(self, messages: Any) -> None:
+        if self.fail:
+            raise RuntimeError("the model went away")
+        self.prefilled.append(list(self._convert_input(messages).to_messages()))
 
 
 class FakeSearcher:

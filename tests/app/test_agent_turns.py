@@ -15,7 +15,7 @@ from saem.app.saem import Saem
 from saem.app.types import Answer
 from saem.cli.repl import Repl
 from saem.memory.history import SessionForbidden
-from saem.testing import HashEmbeddings, ScriptedChatModel, run_in_threads
+from saem.testing import HashEmbeddings, ScriptedChatModel, ScriptedPromptModel, run_in_threads
 
 pytestmark = pytest.mark.unit
 
@@ -228,14 +228,8 @@ def test_a_turn_reads_the_session_history_once(data_dir: Path, tmp_path: Path, m
     last = SQLiteChatMessageHistory.last
     monkeypatch.setattr(SQLiteChatMessageHistory, "last", lambda self, n: reads.append(n) or last(self, n))
 
-    class Prefilling(ScriptedChatModel):
-        prefilled: list[Any] = []
-
-        def prefill(self, messages: list[Any]) -> None:
-            self.prefilled.append(messages)
-
     app, _ = make_app(data_dir, tmp_path, [])
-    model = Prefilling(script=["Top-p keeps the smallest set [1].", CALC, "391."], prefilled=[])
+    model = ScriptedPromptModel(script=["Top-p keeps the smallest set [1].", CALC, "391."])
     app._chat_model = model
     app.ask(TOP_P, session_id="s1", user_id="alice")  # a document turn, and its prefill of the next
     app.ask("What is 17 times 23?", session_id="s1", user_id="alice", tools=["calculator"])

@@ -17,7 +17,7 @@ from saem.app.types import Answer
 from saem.memory.history import SessionForbidden
 from saem.retrieval.types import Hit, RetrievalResult
 from saem.settings import Settings
-from saem.testing import HashEmbeddings, ScriptedChatModel
+from saem.testing import HashEmbeddings, ScriptedChatModel, ScriptedPromptModel
 
 pytestmark = pytest.mark.unit
 
@@ -344,16 +344,7 @@ def test_auto_mode_is_extractive_only_for_the_packaged_model(
     assert len(model.prompts) == calls and "[1]" in a.text
 
 
-class PrefillingModel(ScriptedChatModel):
-    """A scripted model that records what the chain asks it to prefill."""
-
-    prefilled: list[list[BaseMessage]] = []
-    fail: bool = False
-
-    def prefill(self, messages: list[BaseMessage]) -> None:
-        if self.fail:
-            raise RuntimeError("the model went away")
-        self.prefilled.append(list(messages))
+PrefillingModel = ScriptedPromptModel
 
 
 def make_prefilling(tmp_path: Path, script: list[Any], **opts: Any) -> tuple[ChatEngine, PrefillingModel]:

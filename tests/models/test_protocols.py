@@ -11,15 +11,20 @@ from saem.models.llamacpp import LlamaCppChatModel
 from saem.models.openai_compat import OpenAICompatibleChatModel
 from saem.models.protocols import PromptModel
 from saem.settings import Settings
-from saem.testing import HashEmbeddings, ScriptedChatModel
+from saem.testing import HashEmbeddings, ScriptedChatModel, ScriptedPromptModel
 
 pytestmark = pytest.mark.unit
 
 
-def test_the_llama_cpp_model_keeps_the_whole_contract_without_loading() -> None:
+def test_the_llama_cpp_model_and_its_fake_keep_the_whole_contract() -> None:
     model = LlamaCppChatModel(n_ctx=2048, max_tokens=64)
     assert isinstance(model, PromptModel)
     assert not model._engine.loaded  # the check reads no weights
+    fake = ScriptedPromptModel(script=[])
+    assert isinstance(fake, PromptModel)
+    assert fake.count_tokens([("user", "two words")]) == len(fake.render_prompt([("user", "two words")]).split())
+    fake.prefill([("system", "s")])
+    assert [m.text for m in fake.prefilled[0]] == ["s"]
 
 
 @pytest.mark.parametrize(
