@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from saem.models.check import ModelStatus, check_models
+from saem.models.embedders import embedder_id
 from saem.settings import Settings
 
 if TYPE_CHECKING:
@@ -394,7 +395,6 @@ def _deferred_embeddings(get: Callable[[], Embeddings]) -> Embeddings:
 
         @property
         def model_id(self) -> str:
-            real = get()
-            return str(getattr(real, "model_id", None) or type(real).__name__)
+            return embedder_id(get())
 
     return Deferred()

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from saem.memory.commands import Command, parse_command
 from saem.memory.erase import redact_traces
 from saem.memory.extraction import MemoryOp, MemoryOps, ask_memory_ops, extraction_prompt
+from saem.models.embedders import embedder_id
 from saem.store.chat import MemoryDB, MemoryRow
 
 __all__ = [
@@ -209,7 +210,7 @@ class LongTermMemory:
     def model_id(self) -> str:
         """The embedder's id, stored with each vector. Read when a vector is written, not before:
         ``memories`` and ``forget(id=...)`` never touch the embedder."""
-        return str(getattr(self.embeddings, "model_id", None) or type(self.embeddings).__name__)
+        return embedder_id(self.embeddings)
 
     # --- reads ---------------------------------------------------------------------------------
 

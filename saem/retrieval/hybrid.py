@@ -97,6 +97,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from saem.errors import ConfigError
+from saem.models.embedders import embedder_id
 from saem.retrieval import coverage, lexical
 from saem.retrieval._candidates import (
     Cand,
@@ -247,8 +248,8 @@ class HybridSearcher:
                 stored_model = get_meta(s, "embed_model")
             if stored_model is None and self._generation is None:  # the tables, but nothing embedded yet
                 return None
-            model_id = getattr(self.embedder, "model_id", None)
-            if stored_model is not None and model_id is not None and stored_model != model_id:
+            model_id = embedder_id(self.embedder)
+            if stored_model is not None and stored_model != model_id:
                 raise ConfigError(
                     f"{self.data_dir} was embedded with {stored_model}, but the embedder is {model_id}",
                     key="embed_model",

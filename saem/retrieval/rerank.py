@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from saem.errors import ModelError
+from saem.models.embedders import embedder_id
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -112,7 +113,7 @@ class EmbedderReranker:
     def __init__(self, embedder: Embeddings, *, max_chars: int = 1000, model_id: str | None = None) -> None:
         self.embedder = embedder
         self.max_chars = max_chars
-        self.model_id = model_id or f"embedder:{getattr(embedder, 'model_id', type(embedder).__name__)}"
+        self.model_id = model_id or f"embedder:{embedder_id(embedder)}"
 
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
         if not passages:

@@ -44,6 +44,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from saem.errors import IndexCorrupt, ModelError
+from saem.models.embedders import embedder_id
 from saem.store import filters
 from saem.store.catalogue import Base as CatalogueBase
 from saem.store.catalogue import Catalogue, bump_generation, get_meta, set_meta
@@ -75,14 +76,6 @@ class StoredDocument(_Base):
 
 
 _FIELDS = filters.JsonFields(StoredDocument.meta_json)
-
-
-def _model_id(embedding: Embeddings) -> str:
-    for attr in ("model_id", "model_name", "model"):
-        value = getattr(embedding, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return f"{type(embedding).__module__}.{type(embedding).__qualname__}"
 
 
 def compile_filter(flt: dict[str, Any]) -> ColumnElement[bool]:
@@ -129,7 +122,7 @@ class FaissVectorStore(VectorStore):
         busy_timeout_s: float = 30.0,
     ) -> None:
         self._embedding = embedding
-        self.model_id = model_id or _model_id(embedding)
+        self.model_id = model_id or embedder_id(embedding)
         self.path = Path(path) if path is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.path is None:

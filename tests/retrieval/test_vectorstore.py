@@ -243,14 +243,25 @@ def test_another_embedding_model_is_refused(tmp_path: Path) -> None:
 
 def test_a_dimension_change_under_the_same_model_id_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "vs"
-    with FaissVectorStore(embedding=DeterministicFakeEmbedding(size=6), path=folder) as store:
+    # a nameless embedder's id carries its dimension ("DeterministicFakeEmbedding/6"); an
+    # explicit model_id that stays the same is where the dimension check is the last guard
+    with FaissVectorStore(embedding=DeterministicFakeEmbedding(size=6), path=folder, model_id="fake") as store:
         store.add_texts(["a", "b"])
-    with FaissVectorStore(embedding=DeterministicFakeEmbedding(size=8), path=folder) as store:
+    with FaissVectorStore(embedding=DeterministicFakeEmbedding(size=8), path=folder, model_id="fake") as store:
         with pytest.raises(ModelError, match="8-dimensional"):
             store.similarity_search("a")
         with pytest.raises(ModelError, match="8-dimensional"):
             store.add_texts(["c"])
         assert len(store.similarity_search_by_vector([0.1] * 6, k=10)) == 2
+
+
+def test_a_nameless_embedder_of_another_dimension_is_another_model(tmp_path: Path) -> None:
+    folder = tmp_path / "vs"
+    with FaissVectorStore(embedding=DeterministicFakeEmbedding(size=6), path=folder) as store:
+        store.add_texts(["a", "b"])
+        assert store.model_id == "DeterministicFakeEmbedding/6"
+    with pytest.raises(ModelError, match="holds vectors of 'DeterministicFakeEmbedding/6'"):
+        FaissVectorStore(embedding=DeterministicFakeEmbedding(size=8), path=folder).similarity_search("a")
 
 
 def test_an_emptied_store_adopts_a_new_model(tmp_path: Path) -> None:
