@@ -15,6 +15,7 @@ __all__ = ["clean_text", "reject_if_binary", "sections_from_headings", "TextBuil
 # C0 controls except TAB, LF, VT, FF, CR (and DEL); their share tells binary from text.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _MAX_CONTROL_RATIO = 0.01
+_WS = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:
@@ -114,3 +115,16 @@ class TextBuilder:
 
     def text(self) -> str:
         return "".join(self._parts)
+
+    def paragraph(self, text: str, level: int | None, headings: list[tuple[int, int, str]]) -> None:
+        """One paragraph of a word-processor document: a heading (``level`` 1-based) stands
+        between blank lines and is appended to ``headings`` as ``(offset, level, title)`` with
+        its whitespace collapsed; body text ends its line."""
+        if level is None:
+            self.add(text)
+            self.brk(1)
+            return
+        self.brk(2)
+        headings.append((self.flush(), level, _WS.sub(" ", text)))
+        self.add(text)
+        self.brk(2)

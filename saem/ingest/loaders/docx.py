@@ -101,14 +101,7 @@ def load_docx(data: bytes, path: Path) -> LoadedDocument:
         level = _outline_level(ppr) or levels.get(style_id)
         if style_id in title_styles:
             title = title or _WS.sub(" ", text)
-        if level is not None:
-            out.brk(2)
-            headings.append((out.flush(), level, _WS.sub(" ", text)))
-            out.add(text)
-            out.brk(2)
-        else:
-            out.add(text)
-            out.brk(1)
+        out.paragraph(text, level, headings)
     text_out = out.text()
     if title is None:
         title = next((t for _, level, t in headings if level == 1), None)

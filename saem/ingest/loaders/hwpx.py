@@ -29,7 +29,6 @@ HWPX_MIME = "application/hwp+zip"
 _SECTION = re.compile(r"^Contents/section(\d+)\.xml$")
 _OUTLINE_STYLE = re.compile(r"^(?:개요|outline)\s*([1-9]|10)$", re.IGNORECASE)
 _SKIP = frozenset({"secPr", "header", "footer", "linesegarray", "parameters", "masterPage"})
-_WS = re.compile(r"\s+")
 
 
 def _heading_maps(header_xml: bytes | None, path: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -74,14 +73,7 @@ def load_hwpx(data: bytes, path: Path) -> LoadedDocument:
             if not text:
                 continue
             level = by_style.get(attr(para, "styleIDRef") or "") or by_para.get(attr(para, "paraPrIDRef") or "")
-            if level is not None:
-                out.brk(2)
-                headings.append((out.flush(), level, _WS.sub(" ", text)))
-                out.add(text)
-                out.brk(2)
-            else:
-                out.add(text)
-                out.brk(1)
+            out.paragraph(text, level, headings)
         out.brk(2)
     text_out = out.text()
     return LoadedDocument(
