@@ -29,6 +29,7 @@ from saem.agents.loop import SYSTEM_PROMPT, message_text, tool_result_text
 from saem.agents.registry import ToolSession, summarize
 from saem.agents.types import AgentResult, AgentStep, ToolCallRecord
 from saem.errors import ConfigError
+from saem.models.protocols import model_label
 
 __all__ = ["LangChainAgentLoop"]
 
@@ -102,7 +103,7 @@ class _Run:
         self.last_had_calls = False
         self.fatal: ToolCallRecord | None = None
         self.seen_ids: set[str] = set()
-        self.name = str(getattr(loop.model, "model_name", None) or type(loop.model).__name__)
+        self.name = model_label(loop.model)
 
     def model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         started = time.perf_counter()

@@ -37,6 +37,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from saem.agents.registry import ToolSession, summarize
 from saem.agents.types import AgentResult, AgentStep, ToolCallRecord
+from saem.models.protocols import model_label
 
 __all__ = ["AgentLoop", "wrap_data", "tool_result_text", "message_text", "DATA_NOTICE", "SYSTEM_PROMPT"]
 
@@ -112,7 +113,7 @@ class AgentLoop:
         messages: list[BaseMessage] = [SystemMessage(self.system_prompt), *history, HumanMessage(question)]
         records: list[ToolCallRecord] = []
         steps: list[AgentStep] = []
-        name = str(getattr(self.model, "model_name", None) or type(self.model).__name__)
+        name = model_label(self.model)
         last_text = ""
         for step in range(self.max_steps):
             started = time.perf_counter()

@@ -41,6 +41,7 @@ from saem.agents.extract import structured_call
 from saem.agents.loop import DATA_NOTICE, message_text, wrap_data
 from saem.agents.registry import ToolSession, summarize
 from saem.agents.types import AgentResult, AgentStep, ToolCallRecord
+from saem.models.protocols import model_label
 
 __all__ = ["Router", "ANSWER_PROMPT"]
 
@@ -189,7 +190,7 @@ class Router:
         self.last_messages = [SystemMessage(self.answer_prompt), *history, HumanMessage(prompt)]
         answer = self.model.invoke(self.last_messages)
         text = message_text(answer)
-        name = str(getattr(self.model, "model_name", None) or type(self.model).__name__)
+        name = model_label(self.model)
         steps.append(AgentStep("model", name, summarize(text), time.perf_counter() - started))
         return AgentResult(text, records, steps, "answer", choice)
 

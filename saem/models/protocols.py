@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import LanguageModelInput
 
-__all__ = ["PromptModel"]
+__all__ = ["PromptModel", "model_label"]
 
 
 @runtime_checkable
@@ -39,3 +39,10 @@ class PromptModel(Protocol):
         """Start evaluating ``messages`` (a later call's leading messages) into the model's cache
         while it is idle; never delays a call."""
         ...
+
+
+def model_label(model: object) -> str:
+    """The name a trace shows for a chat model: its ``model_name`` (saem's models set it; so do
+    most integrations), else its class name."""
+    name = getattr(model, "model_name", None)
+    return name if isinstance(name, str) and name else type(model).__name__
