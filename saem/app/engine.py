@@ -167,6 +167,8 @@ class ChatEngine:
     def warm_up(self) -> float:
         """Load the chat model now (seconds taken); otherwise the first turn does it."""
         t = time.perf_counter()
-        engine = getattr(self.model, "loaded_engine", None)
-        del engine
+        from saem.models.llamacpp import LlamaCppChatModel
+
+        if isinstance(self.model, LlamaCppChatModel):
+            self.model.loaded_engine  # noqa: B018  (loads the GGUF)
         return time.perf_counter() - t

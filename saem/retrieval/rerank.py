@@ -32,9 +32,11 @@ import numpy as np
 
 from saem.errors import ModelError
 from saem.models.embedders import embedder_id
+from saem.models.protocols import model_label
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
     from saem.models._engine import LlamaEngine
     from saem.settings import Settings
@@ -142,28 +144,32 @@ class LlmReranker:
     prompts short (the tiny default model reads ~1k tokens well).
     """
 
-    def __init__(self, chat_model: Any = None, *, engine: LlamaEngine | None = None, max_chars: int = 600) -> None:
+    def __init__(
+        self, chat_model: BaseChatModel | None = None, *, engine: LlamaEngine | None = None, max_chars: int = 600
+    ) -> None:
         if engine is None and chat_model is None:
             raise ModelError("LlmReranker needs a LlamaCppChatModel or a LlamaEngine")
         self._chat_model = chat_model
         self._engine = engine
         self.max_chars = max_chars
-        name = getattr(chat_model, "model_name", None) or (
-            engine.model_path.stem if engine is not None and engine.model_path is not None else "gguf"
-        )
+        if chat_model is not None:
+            name = model_label(chat_model)
+        else:
+            name = engine.model_path.stem if engine is not None and engine.model_path is not None else "gguf"
         self.model_id = f"llm:{name}"
         self._yes: list[int] | None = None
         self._no: list[int] | None = None
 
     def _get_engine(self) -> LlamaEngine:
         if self._engine is None:
-            engine = getattr(self._chat_model, "loaded_engine", None)
-            if engine is None:
+            from saem.models.llamacpp import LlamaCppChatModel
+
+            if not isinstance(self._chat_model, LlamaCppChatModel):
                 raise ModelError(
                     f"{type(self._chat_model).__name__} has no local llama.cpp engine",
                     hint="the LLM reranker needs chat_backend = 'llamacpp'",
                 )
-            self._engine = engine
+            self._engine = self._chat_model.loaded_engine
         return self._engine.load()
 
     def render(self, engine: LlamaEngine, query: str, passage: str) -> str:
