@@ -15,8 +15,9 @@ from function to module depending on import order.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from saem._lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from saem.agents.builtin import DEFAULT_TOOLS, builtin_tools, calculate
@@ -53,12 +54,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saem.agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 def __dir__() -> list[str]:

@@ -16,8 +16,9 @@ Names are exported lazily: ``import saem.evaluation`` imports none of torch, pef
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from saem._lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from saem.evaluation.augment import (
@@ -95,12 +96,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saem.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"saem.evaluation.{module}"), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, {k: f"saem.evaluation.{v}" for k, v in _EXPORTS.items()}, name)
 
 
 def __dir__() -> list[str]:

@@ -12,8 +12,9 @@ lazy so ``import saem.memory`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from saem._lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from saem.memory.commands import Command, parse_command
@@ -76,7 +77,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saem.memory' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)

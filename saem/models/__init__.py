@@ -6,8 +6,9 @@ only when a model is loaded.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from saem._lazy import lazy_attribute
 
 _LAZY = {
     "LlamaCppChatModel": "saem.models.llamacpp",
@@ -24,7 +25,4 @@ __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saem.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)

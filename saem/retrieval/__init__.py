@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from saem._lazy import lazy_attribute
 
 _LAZY = {"FaissVectorStore": "saem.retrieval.vectorstore"}
 
@@ -17,7 +18,4 @@ __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'saem.retrieval' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _LAZY, name)
