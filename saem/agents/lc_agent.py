@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from saem.agents.loop import SYSTEM_PROMPT, message_text, tool_result_text
+from saem.agents.loop import AgentLoop, message_text, tool_result_text
 from saem.agents.registry import ToolSession, summarize
 from saem.agents.types import AgentResult, AgentStep, ToolCallRecord
 from saem.errors import ConfigError
@@ -36,8 +36,9 @@ __all__ = ["LangChainAgentLoop"]
 _RAW = "__saem_raw_arguments__"  # carries an unparseable call's raw text to the session
 
 
-class LangChainAgentLoop:
-    """``AgentLoop``'s contract, run by ``create_agent``. Not thread-safe per instance."""
+class LangChainAgentLoop(AgentLoop):
+    """``AgentLoop``'s contract (and its constructor), run by ``create_agent``. Not thread-safe
+    per instance."""
 
     def __init__(
         self,
@@ -47,8 +48,7 @@ class LangChainAgentLoop:
         system_prompt: str | None = None,
         max_steps: int = 6,
     ) -> None:
-        if max_steps < 1:
-            raise ValueError("max_steps must be >= 1")
+        super().__init__(model, session, system_prompt=system_prompt, max_steps=max_steps)
         try:
             import langchain.agents  # noqa: F401
         except ImportError as err:
@@ -56,12 +56,6 @@ class LangChainAgentLoop:
                 "the LangChain agent needs the langchain package",
                 hint="pip install 'saem[agents]' (or use agent='router' / the built-in loop)",
             ) from err
-        self.model = model
-        self.session = session
-        self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
-        self.max_steps = max_steps
-        self.last_messages: list[BaseMessage] = []
-        """The messages of the most recent model call (``[]`` before the first run)."""
         self._agent: Any = None
         self._run: _Run | None = None
 
