@@ -1,9 +1,9 @@
 """The agent answer strategy: a router (one grammar-constrained choice) or the tool loop.
 
-    session = tool_session("default", retrieve=app.retrieve, memory=ltm, user_id="alice")
+    session = tool_session("default", retrieve=app.retrieve, memory=deps.ltm, user_id="alice")
     strategy = AgentStrategy(model, session, agent="router", history_turns=settings.history_turns)
-    answer = engine.ask("What is 17 * 23?", session_id="s1", user_id="alice", strategy=strategy)
-    answer.tool_calls, answer.stop_reason, engine.trace(answer.trace_id).steps
+    answer = ask_turn(deps, strategy, "What is 17 * 23?", session_id="s1", user_id="alice")
+    answer.tool_calls, answer.stop_reason, deps.traces.get(answer.trace_id).steps
 
 The turn around it is the document turn's (``saem.app.turn``): the same history read, answer
 language, storage and trace table. The agent gets the session's last ``history_turns`` turns as

@@ -1,13 +1,13 @@
 """A document turn as LCEL runnables: load → condense → retrieve → context → generate.
 
-    chain = build_chain(deps)              # ChatEngine does this; ``engine.chain`` is the runnable
+    chain = build_chain(deps)              # deps: TurnDeps.build(...); ``Saem.chain`` is this runnable
     for piece in chain.stream({"question": "top-p는?", "session_id": "s1", "user_id": "alice"}):
         print(piece if isinstance(piece, str) else piece.citations)   # tokens, then the Answer
     answer = chain.invoke("What is LoRA?")  # session "default", user "default"
 
 An adapter at the edge: each named runnable is one step of :mod:`saem.app.turn` (``load`` is
 :func:`~saem.app.turn.start`; the stages are :class:`~saem.app.rag.RagStrategy`'s; ``generate``
-generates and records the turn), so a chain turn is the same turn ``ChatEngine.ask`` runs, and
+generates and records the turn), so a chain turn is the same turn ``Saem.ask`` runs, and
 LCEL callbacks see every stage by name. If the consumer stops iterating early the turn is not
 stored.
 """

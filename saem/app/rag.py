@@ -64,7 +64,7 @@ def looks_like_followup(question: str) -> bool:
 
 class RagStrategy:
     """Answer from the retrieved documents (see the module docstring). Stateless between turns:
-    one instance serves every turn and thread of a ``ChatEngine``."""
+    one instance serves every turn and thread over the same ``TurnDeps`` (``Saem`` holds one)."""
 
     memory = True
 

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
     from pydantic import BaseModel
 
-    from saem.app.engine import ChatEngine
+    from saem.app.rag import RagStrategy
     from saem.app.traces import TraceStore, TurnTrace
+    from saem.app.turn import TurnDeps
     from saem.app.types import Answer
     from saem.ingest.report import IngestProgress, IngestReport, Stats
     from saem.memory.history import SessionInfo
@@ -71,7 +72,7 @@ class Saem:
         self._lock = threading.Lock()
         self._searcher: HybridSearcher | None = None
         self._chat_model: BaseChatModel | None = None
-        self._engine: ChatEngine | None = None
+        self._turn_parts: _Turns | None = None
         self._store: _Store | None = None
 
     def __repr__(self) -> str:
@@ -199,26 +200,25 @@ class Saem:
                 self._chat_model = load_chat_model(self.settings)
             return self._chat_model
 
-    @property
-    def engine(self) -> ChatEngine:
-        """The chat engine: turns, sessions, long-term memory and traces in ``saem.db``."""
-        searcher, model, embedder, db = self.searcher, self.chat_model, self.embedder, self._memory().db
+    def _turns(self) -> _Turns:
+        """What a chat turn runs on (``saem.app.turn``), built on first use around the searcher,
+        the chat model and the one store of :meth:`_memory` (its database, long-term memory and
+        traces: a turn writes through the same objects ``memories``/``forget``/``trace`` read);
+        dropped by :meth:`configure`. Builds the searcher and the chat model (neither loads)."""
+        searcher, model, store = self.searcher, self.chat_model, self._memory()
         with self._lock:
-            if self._engine is None:
-                from saem.app.engine import ChatEngine
+            if self._turn_parts is None:
+                from saem.app.chain import build_chain
+                from saem.app.rag import RagStrategy
+                from saem.app.turn import TurnDeps
 
-                self._engine = ChatEngine(
-                    self.settings,
-                    searcher_or_retrieve_fn=searcher,
-                    chat_model=model,
-                    memory_db=db,
-                    embeddings=embedder,
-                )
-            return self._engine
+                deps = TurnDeps.build(self.settings, model, searcher, store.db, store.ltm, store.traces)
+                self._turn_parts = _Turns(deps, RagStrategy(deps), build_chain(deps))
+            return self._turn_parts
 
     def _memory(self) -> _Store:
         """The store alone: the memory database of ``settings.db_path`` (opened, and its tables
-        created, on first use; shared with the engine), long-term memory over it whose embedder is
+        created, on first use; shared with the turns), long-term memory over it whose embedder is
         built only when something is embedded, and the trace store. Builds no model."""
         with self._lock:
             path = self.settings.db_path
@@ -236,7 +236,7 @@ class Saem:
     def chain(self) -> Runnable[Any, Any]:
         """The document turn of ``ask`` as an LCEL runnable (the same steps, each a named
         runnable): input ``{"question", "session_id", "user_id"}``; tokens, then the ``Answer``."""
-        return self.engine.chain
+        return self._turns().chain
 
     def ask(
         self,
@@ -259,12 +259,19 @@ class Saem:
         user's session, ``ValueError`` for a blank question or an unknown ``agent``.
         """
         if tools is None:
-            return self.engine.ask(question, session_id=session_id, user_id=user_id)
+            from saem.app.turn import ask_turn
+
+            turns = self._turns()
+            return ask_turn(turns.deps, turns.rag, question, session_id=session_id, user_id=user_id)
         return self._agent(question, session_id=session_id, user_id=user_id, tools=tools, agent=agent, confirm=confirm)
 
     def stream(self, question: str, *, session_id: str = "default", user_id: str = "default") -> Iterator[Any]:
-        """Yield answer tokens (``str``) as they come, then the final ``Answer``."""
-        return self.engine.stream(question, session_id=session_id, user_id=user_id)
+        """Yield answer tokens (``str``) as they come, then the final ``Answer``. The turn is
+        stored when the ``Answer`` is produced (not if the caller stops before)."""
+        from saem.app.turn import run_turn
+
+        turns = self._turns()
+        return run_turn(turns.deps, turns.rag, {"question": question, "session_id": session_id, "user_id": user_id})
 
     def history(self, session_id: str) -> list[BaseMessage]:
         """The session's messages, oldest first ([] for an unknown session). Store only."""
@@ -310,7 +317,7 @@ class Saem:
             if model is not None:
                 fields = {k: v for k, v in changes.items() if k in type(model).model_fields}
                 self._chat_model = model.model_copy(update=fields) if fields else model
-            self._engine = None  # rebuilt on next use around the same loaded model
+            self._turn_parts = None  # rebuilt on next use around the same loaded model
 
     # --- agents and extraction -----------------------------------------------------------------
 
@@ -324,15 +331,16 @@ class Saem:
         agent: str,
         confirm: Callable[[str, dict[str, Any]], bool] | None,
     ) -> Answer:
-        """One agent turn: the engine's turn (history, language, storage, trace) answered by an
-        :class:`~saem.app.agent.AgentStrategy` over the built-in tools bound to this data dir."""
+        """One agent turn: the document turn's steps (history, language, storage, trace) answered
+        by an :class:`~saem.app.agent.AgentStrategy` over the built-in tools bound to this data dir."""
         from saem.app.agent import AgentStrategy, tool_session
+        from saem.app.turn import ask_turn
 
-        engine = self.engine
+        deps = self._turns().deps
         session = tool_session(
             tools,
             retrieve=lambda q, k: self.retrieve(q, k),
-            memory=engine.ltm,
+            memory=deps.ltm,
             user_id=user_id,
             list_sources=lambda: [s.path for s in self._sources()],
             confirm=confirm,
@@ -344,7 +352,7 @@ class Saem:
             history_turns=self.settings.history_turns,
             loop=self.settings.agent_loop,
         )
-        return engine.ask(question, session_id=session_id, user_id=user_id, strategy=strategy)
+        return ask_turn(deps, strategy, question, session_id=session_id, user_id=user_id)
 
     def _sources(self) -> list[Any]:
         from saem.store.catalogue import Catalogue, Source
@@ -379,6 +387,12 @@ class _Store(NamedTuple):
     db: MemoryDB
     ltm: LongTermMemory
     traces: TraceStore
+
+
+class _Turns(NamedTuple):
+    deps: TurnDeps
+    rag: RagStrategy  # the document answer: stateless, one for every turn and thread
+    chain: Runnable[Any, Any]
 
 
 def _deferred_embeddings(get: Callable[[], Embeddings]) -> Embeddings:

@@ -1,8 +1,9 @@
 """One chat turn, whichever strategy answers it: load → answer strategy → record.
 
-    deps = TurnDeps(settings, model, as_retrieve_fn(searcher), db, ltm, traces, prompts, builder)
+    deps = TurnDeps.build(settings, model, searcher, db, ltm, traces)   # what ``Saem`` holds
     for piece in run_turn(deps, RagStrategy(deps), {"question": "top-p는?", "session_id": "s1"}):
         print(piece if isinstance(piece, str) else piece.citations)   # tokens, then the Answer
+    answer = ask_turn(deps, RagStrategy(deps), "And temperature?", session_id="s1")
 
 Steps (the same for every strategy):
 
@@ -29,7 +30,9 @@ question's ``seq``). ``SQLiteChatMessageHistory.append`` and ``LongTermMemory.se
 no session yet; :meth:`TraceStore.add` does (``session=``), ready to join them in one.
 
 If the consumer stops iterating early the turn is not stored. Errors of the model or the
-storage propagate; nothing is written before the answer is complete.
+storage propagate; nothing is written before the answer is complete. Turns of different
+sessions may run in parallel threads over one ``TurnDeps`` (the model serialises its own use);
+two turns of one session at once each store their question and answer together.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ __all__ = [
     "TurnState",
     "answer_language",
     "as_retrieve_fn",
+    "ask_turn",
     "finish",
     "record",
     "run_turn",
@@ -127,7 +131,7 @@ def as_retrieve_fn(
 
 @dataclass
 class TurnDeps:
-    """Everything a turn needs; ``ChatEngine`` builds it from the settings."""
+    """Everything a turn needs; :meth:`build` makes it from the settings."""
 
     settings: Settings
     model: BaseChatModel
@@ -137,6 +141,58 @@ class TurnDeps:
     traces: TraceStore
     prompts: PromptTemplates
     builder: ContextBuilder
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        model: BaseChatModel,
+        retrieve: Searcher | Callable[[str, int], RetrievalResult | list[Document]],
+        db: MemoryDB,
+        ltm: LongTermMemory,
+        traces: TraceStore,
+        *,
+        prompts: PromptTemplates | None = None,
+        count_messages: Callable[[Sequence[BaseMessage]], int] | None = None,
+        count_text: Callable[[str], int] | None = None,
+    ) -> TurnDeps:
+        """The turn's dependencies over one store (``db`` with its ``ltm`` and ``traces``: pass
+        the ones the caller reads and deletes through, so there is one of each). Cheap: loads no
+        model (the chat model loads on its first call, the embedder on the first recall or search).
+
+        ``retrieve``: a :class:`~saem.retrieval.types.Searcher` or ``(query, k)`` callable (see
+        :func:`as_retrieve_fn`). The prompts are ``settings.prompts_dir``'s unless given. A
+        :class:`~saem.models.protocols.PromptModel` brings its own window (``n_ctx``,
+        ``max_tokens``: the loaded model's wins over the settings it may have been built from) and
+        counts tokens on its rendered chat template; any other model gets the settings' window and
+        estimates (``approx_tokens``). ``count_messages=``/``count_text=`` override both.
+
+        Settings a turn reads: ``n_ctx`` and ``max_tokens`` (unless the model has its own),
+        ``retrieve_k``, ``history_turns``, ``summary_lines``, ``memory_k``, ``memory_keep``,
+        ``memory_min_score``, ``memory_extract``, ``history_answer_chars``, ``condense``,
+        ``answer_language``, ``answer_mode``, ``abstain_on_missing_terms``, ``prefill_next_turn``,
+        ``prompts_dir``. ``ConfigError`` when ``max_tokens`` leaves no room in ``n_ctx``.
+        """
+        prompts = prompts or PromptTemplates.from_settings(settings)
+        n_ctx, max_tokens = settings.n_ctx, settings.max_tokens
+        if isinstance(model, PromptModel):
+            n_ctx, max_tokens = model.n_ctx, model.max_tokens
+            if count_messages is None:
+                count_messages = model.count_tokens
+                if count_text is None:
+                    count_text = model.get_num_tokens
+        builder = ContextBuilder(
+            prompts,
+            n_ctx=n_ctx,
+            max_tokens=max_tokens,
+            count_messages=count_messages,
+            count_text=count_text,
+            history_turns=settings.history_turns,
+            memory_keep=settings.memory_keep,
+            summary_lines=settings.summary_lines,
+            history_answer_chars=settings.history_answer_chars,
+        )
+        return cls(settings, model, as_retrieve_fn(retrieve), db, ltm, traces, prompts, builder)
 
 
 @dataclass
@@ -209,6 +265,16 @@ def run_turn(deps: TurnDeps, strategy: Strategy, inp: Any) -> Iterator[str | Ans
     or a question; yields tokens, then the stored :class:`Answer`."""
     state = start(deps, inp, memory=strategy.memory)
     yield from finish(deps, strategy, state, strategy.answer(state))
+
+
+def ask_turn(
+    deps: TurnDeps, strategy: Strategy, question: str, *, session_id: str = "default", user_id: str = "default"
+) -> Answer:
+    """:func:`run_turn` to its end: the stored :class:`Answer` (its tokens are not kept)."""
+    *_, answer = run_turn(deps, strategy, {"question": question, "session_id": session_id, "user_id": user_id})
+    if not isinstance(answer, Answer):  # finish always ends with the Answer
+        raise RuntimeError(f"{type(strategy).__name__}'s turn ended without an Answer")
+    return answer
 
 
 def start(deps: TurnDeps, inp: Any, *, memory: bool = True) -> TurnState:

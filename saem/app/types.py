@@ -127,7 +127,7 @@ class Answer:
     contain the answer and the model was not asked. ``notices`` are things the user should
     know (the answer is not in the question's language after a retry, the question was
     truncated, a memory was stored). ``memories`` are the texts of the recalled memories that
-    went into the prompt. ``trace_id`` reads the full trace back (``ChatEngine.trace``).
+    went into the prompt. ``trace_id`` reads the full trace back (``Saem.trace``).
 
     Every turn returns an ``Answer``, whichever strategy answered it. When an agent answered
     (``Saem.ask(..., tools=...)``), ``agent`` names it (``"router"`` or ``"loop"``; ``""`` for a

@@ -165,7 +165,7 @@ def test_another_users_session_is_forbidden_before_any_model_call(data_dir: Path
 def test_concurrent_agent_turns_on_one_session_lose_nothing(data_dir: Path, tmp_path: Path) -> None:
     n = 8
     app, _ = make_app(data_dir, tmp_path, [f"Answer number {i}." for i in range(n)])
-    assert app.engine is not None  # built once, before the threads
+    assert app._turns() is not None  # built once, before the threads
 
     def turn(i: int) -> None:
         app.ask(f"Question number {i}?", session_id="shared", user_id="alice", tools=["calculator"], agent="loop")

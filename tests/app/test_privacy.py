@@ -48,7 +48,7 @@ def on_disk(app: Saem) -> bytes:
 
 def close(app: Saem) -> None:
     """Dispose of every connection the app opened on ``saem.db`` (the facade has no ``close``)."""
-    app.engine.db.close()
+    app._memory().db.close()
     catalogue = getattr(app._searcher, "_cat", None)
     if catalogue is not None:
         catalogue.close()
@@ -81,7 +81,7 @@ def test_delete_session_removes_its_messages_and_traces_from_disk(data_dir: Path
 def test_forget_leaves_no_copy_of_the_memory_in_traces_or_on_disk(data_dir: Path, tmp_path: Path) -> None:
     app = make_app(data_dir, tmp_path, ["Top-p keeps the smallest set [1]."], memory_min_score=-1.0)
     fact = f"my locker code is {SECRET}"
-    added = app.engine.ltm.add("alice", fact).memory
+    added = app._memory().ltm.add("alice", fact).memory
     assert added is not None
     answer = app.ask("What does top-p sampling keep?", session_id="s1", user_id="alice")
     trace = app.trace(answer.trace_id)
@@ -117,6 +117,6 @@ def test_stored_things_are_read_and_deleted_without_building_a_model(data_dir: P
     assert [m.id for m in app.forget("alice", id=memory.id)] == [memory.id]
     assert app.delete_session("s1", user_id="alice") is True
     assert [s.id for s in app.sessions()] == ["s2"]
-    assert app._chat_model is None and app._engine is None and app._embedder is None
+    assert app._chat_model is None and app._turn_parts is None and app._embedder is None
     with pytest.raises(ModelError):  # only forgetting by query needs the embedder
         app.forget("bob", query="hey")

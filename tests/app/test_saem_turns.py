@@ -45,8 +45,7 @@ def make_app(data_dir: Path, tmp_path: Path, script: list[Any], **settings: Any)
 
 def question_seqs(app: Saem, session_id: str) -> list[int]:
     """The ``seq`` of each stored question of the session, oldest first."""
-    assert app.engine is not None
-    with app.engine.db.read() as s:
+    with app._memory().db.read() as s:
         rows = s.scalars(
             select(ChatMessage.seq)
             .where(ChatMessage.session_id == session_id, ChatMessage.type == "human")
@@ -111,7 +110,7 @@ def test_extraction_after_a_turn_stores_facts_with_provenance_and_a_failure_lose
 def test_concurrent_chain_turns_on_one_session_lose_nothing(data_dir: Path, tmp_path: Path) -> None:
     n = 8
     app, _ = make_app(data_dir, tmp_path, [f"Answer number {i} [1]." for i in range(n)], prefill_next_turn=False)
-    assert app.engine is not None  # built once, before the threads
+    assert app._turns() is not None  # built once, before the threads
 
     def turn(i: int) -> None:
         app.ask(f"Question number {i} about top-p sampling?", session_id="shared", user_id="alice")

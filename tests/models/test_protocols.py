@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from saem.app.engine import ChatEngine
+from saem.app.traces import TraceStore
+from saem.app.turn import TurnDeps
+from saem.memory.longterm import LongTermMemory
 from saem.models.llamacpp import LlamaCppChatModel
 from saem.models.openai_compat import OpenAICompatibleChatModel
 from saem.models.protocols import PromptModel
 from saem.settings import Settings
+from saem.store.chat import MemoryDB
 from saem.testing import HashEmbeddings, ScriptedChatModel, ScriptedPromptModel
 
 pytestmark = pytest.mark.unit
@@ -27,6 +30,14 @@ def test_the_llama_cpp_model_and_its_fake_keep_the_whole_contract() -> None:
     assert [m.text for m in fake.prefilled[0]] == ["s"]
 
 
+def build(model: object, tmp_path: Path) -> TurnDeps:
+    """A turn's dependencies for ``model`` over settings that say n_ctx 3000, max_tokens 300."""
+    settings = Settings.load({"data_dir": tmp_path, "n_ctx": 3000, "max_tokens": 300}, environ={})
+    db = MemoryDB.open(tmp_path / "saem.db")
+    ltm = LongTermMemory(db, HashEmbeddings(16))
+    return TurnDeps.build(settings, model, lambda q, k: [], db, ltm, TraceStore(db))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "model",
     [OpenAICompatibleChatModel(model="m", base_url="http://127.0.0.1:9/v1"), ScriptedChatModel(script=[])],
@@ -34,7 +45,11 @@ def test_the_llama_cpp_model_and_its_fake_keep_the_whole_contract() -> None:
 )
 def test_other_models_are_plain_chat_models_and_the_settings_fill_in(model: object, tmp_path: Path) -> None:
     assert not isinstance(model, PromptModel)
-    settings = Settings.load({"data_dir": tmp_path, "n_ctx": 3000, "max_tokens": 300}, environ={})
-    engine = ChatEngine(settings, searcher_or_retrieve_fn=lambda q, k: [], chat_model=model,  # type: ignore[arg-type]
-                        memory_db=tmp_path / "saem.db", embeddings=HashEmbeddings(16))  # fmt: skip
-    assert (engine.builder.n_ctx, engine.builder.max_tokens) == (3000, 300)
+    deps = build(model, tmp_path)
+    assert (deps.builder.n_ctx, deps.builder.max_tokens) == (3000, 300)
+
+
+def test_a_prompt_models_own_window_and_tokenizer_win_over_the_settings(tmp_path: Path) -> None:
+    deps = build(ScriptedPromptModel(script=[], n_ctx=2048, max_tokens=64), tmp_path)
+    assert (deps.builder.n_ctx, deps.builder.max_tokens) == (2048, 64)
+    assert deps.builder.count_text("one two three") == 3  # the model's count (a word a token), not an estimate
