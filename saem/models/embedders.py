@@ -13,6 +13,10 @@ batching, prompts and normalisation behave the same for all of them.
     True
 
 Importing this module is cheap: torch and sentence-transformers load in ``load()``.
+
+``embed_query`` keeps the last few dozen query vectors (:class:`QueryCache`): one chat turn asks
+for its question's vector twice (long-term memory recall, then the search), and the model
+encodes it once. ``embedder_id`` is untouched: the cache is inside the embedder, not around it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +41,14 @@ if TYPE_CHECKING:
 
     from saem.settings import Settings
 
-__all__ = ["SentenceTransformerEmbeddings", "load_embedder", "embedder_id", "default_prompts", "E5_PROMPTS"]
+__all__ = [
+    "SentenceTransformerEmbeddings",
+    "QueryCache",
+    "load_embedder",
+    "embedder_id",
+    "default_prompts",
+    "E5_PROMPTS",
+]
 
 #: Instruction prefixes of the e5 family ("query: " for questions, "passage: " for documents).
 E5_PROMPTS: Mapping[str, str] = {"query": "query: ", "document": "passage: "}
@@ -76,6 +88,54 @@ def embedder_id(embedder: Embeddings) -> str:
     return f"{type(embedder).__name__}/{len(embedder.embed_query('dimension probe'))}"
 
 
+class QueryCache:
+    """The ``size`` most recently used query vectors, by query text (least recently used out first).
+
+        cache = QueryCache(32)
+        vector = cache.get("top-p는?", encode)   # encode("top-p는?") on a miss, the kept copy on a hit
+
+    Thread-safe: one lock guards the entries; ``encode`` runs outside it, so a slow encode never
+    blocks a hit (two threads missing the same text at once may both encode it; the vectors are the
+    same). Every call returns a new list, so a caller that changes its vector changes no one else's.
+    The vectors belong to one embedder's configuration: :meth:`clear` after changing it (e.g. its
+    ``normalize``).
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._vectors: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, text: str, encode: Callable[[str], list[float]]) -> list[float]:
+        """``text``'s vector: the kept one, else ``encode(text)``, kept (an error is not)."""
+        with self._lock:
+            kept = self._vectors.get(text)
+            if kept is not None:
+                self._vectors.move_to_end(text)
+                self.hits += 1
+                return list(kept)
+            self.misses += 1
+        vector = encode(text)
+        with self._lock:
+            self._vectors[text] = tuple(vector)
+            self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return list(vector)
+
+    def clear(self) -> None:
+        """Forget every kept vector."""
+        with self._lock:
+            self._vectors.clear()
+
+
 class SentenceTransformerEmbeddings(Embeddings):
     """LangChain ``Embeddings`` backed by a sentence-transformers model, loaded lazily once.
 
@@ -87,6 +147,8 @@ class SentenceTransformerEmbeddings(Embeddings):
     ``embed_documents`` applies the model's document prompt and ``embed_query`` its query
     prompt (``prompts`` overrides them, e.g. ``{"query": "query: ", "document": "passage: "}``).
     Vectors are L2-normalised when ``normalize`` is true (the default), so dot product = cosine.
+    ``embed_query`` answers a text asked for recently from ``query_cache`` (``query_cache_size``
+    entries, default 32; the same vector the model would give) without encoding it again.
     """
 
     def __init__(
@@ -96,6 +158,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         batch_size: int = setting_default("embed_batch_size"),
         normalize: bool = True,
         prompts: Mapping[str, str] | None = None,
+        query_cache_size: int = 32,
     ) -> None:
         if resolved.kind != "embed":
             raise ModelError(
@@ -114,6 +177,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
+        self.query_cache = QueryCache(query_cache_size)
 
     def __repr__(self) -> str:
         state = "loaded" if self._model is not None else "not loaded"
@@ -181,7 +245,10 @@ class SentenceTransformerEmbeddings(Embeddings):
         return [[float(x) for x in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one question (with the model's query prompt)."""
+        """Embed one question (with the model's query prompt); a recent one comes from ``query_cache``."""
+        return self.query_cache.get(text, self._encode_query)
+
+    def _encode_query(self, text: str) -> list[float]:
         model = self.load()
         with self._encode_lock:
             vectors = model.encode_query(

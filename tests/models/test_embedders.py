@@ -25,6 +25,7 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from saem.errors import ModelError
 from saem.models.embedders import (
     E5_PROMPTS,
+    QueryCache,
     SentenceTransformerEmbeddings,
     default_prompts,
     embedder_id,
@@ -32,7 +33,7 @@ from saem.models.embedders import (
 )
 from saem.models.registry import PACKAGED, resolve
 from saem.settings import Settings
-from saem.testing import HashEmbeddings
+from saem.testing import HashEmbeddings, run_in_threads
 
 MULTILINGUAL = ["use-m", "e5-small", "static-m"]
 
@@ -239,6 +240,63 @@ def test_queries_and_documents_take_their_own_paths(tmp_path: Path, monkeypatch:
     assert emb.embed_query("q") == [0.0, 0.0, 0.0]
     assert fake.calls == [("document", ["a", "b"]), ("query", ["q"])]
     assert emb.max_seq_length is None
+
+
+@pytest.mark.unit
+def test_the_query_cache_keeps_the_most_recently_used_vectors() -> None:
+    encoded: list[str] = []
+
+    def encode(text: str) -> list[float]:
+        encoded.append(text)
+        return [float(len(text)), 1.0]
+
+    cache = QueryCache(2)
+    assert cache.get("a", encode) == [1.0, 1.0] and cache.get("a", encode) == [1.0, 1.0]
+    assert encoded == ["a"] and (cache.hits, cache.misses) == (1, 1)
+    cache.get("bb", encode)
+    cache.get("a", encode)  # a hit: "a" is now the most recently used
+    cache.get("ccc", encode)  # a third text: the least recently used ("bb") goes
+    assert len(cache) == 2 and encoded == ["a", "bb", "ccc"]
+    cache.get("a", encode)
+    cache.get("bb", encode)
+    assert encoded == ["a", "bb", "ccc", "bb"]
+    mine = cache.get("bb", encode)
+    mine[0] = -1.0  # a caller's copy: the kept vector is not changed
+    assert cache.get("bb", encode) == [2.0, 1.0]
+    cache.clear()
+    cache.get("a", encode)
+    assert len(cache) == 1 and encoded[-1] == "a"
+    with pytest.raises(ValueError):
+        QueryCache(0)
+
+
+@pytest.mark.unit
+def test_a_failed_encode_is_not_kept_and_threads_share_the_cache() -> None:
+    cache = QueryCache(4)
+
+    def fail(text: str) -> list[float]:
+        raise ModelError("cannot load")
+
+    with pytest.raises(ModelError):
+        cache.get("q", fail)
+    assert len(cache) == 0 and cache.get("q", lambda t: [0.5]) == [0.5]
+    seen: list[list[float]] = []
+    errors = run_in_threads(lambda i: seen.append(cache.get(f"t{i % 6}", lambda t: [float(t[1:])])), 24)
+    assert errors == [] and len(cache) == 4
+    assert sorted(v[0] for v in seen) == sorted(float(i % 6) for i in range(24))
+
+
+@pytest.mark.unit
+def test_a_repeated_query_is_encoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeModel()
+    monkeypatch.setattr(SentenceTransformerEmbeddings, "_build", lambda self: fake)
+    emb = SentenceTransformerEmbeddings(resolve(str(_st_folder(tmp_path / "m")), "embed"), query_cache_size=8)
+    first = emb.embed_query("top-p는?")
+    assert emb.embed_query("top-p는?") == first and emb.embed_query("other") == first
+    assert emb.embed_documents(["top-p는?"]) == [[1.0, 1.0, 1.0]]  # passages are never taken from the cache
+    emb.embed_documents(["top-p는?"])
+    assert fake.calls == [("query", ["top-p는?"]), ("query", ["other"])] + [("document", ["top-p는?"])] * 2
+    assert embedder_id(emb) == emb.model_id  # the cache is inside: the vectors' identity is the same
 
 
 # --- integration: real packaged models, once per session -----------------------------------
