@@ -19,6 +19,11 @@ only touch one of the candidates shown to it (anything else becomes ADD or NOOP)
 exact text the user already has becomes NOOP. Model calls and embedding happen before the write
 transaction, which is one short ``BEGIN IMMEDIATE``.
 
+Embedding. Facts are embedded as passages (``embed_documents``); what they are looked up by —
+``recall``'s and ``forget``'s query — as a query (``embed_query``), as asymmetric embedders such as
+e5 expect ("query: " against "passage: "). saem's embedders keep their recent query vectors, so a
+chat turn that recalls memories and searches the documents embeds its question once.
+
 Similarity is cosine over L2-normalised float32 vectors, computed with numpy over all of the
 user's rows per call: fine for the thousands of facts a person accumulates (a 10k × 512 matrix is
 20 MB and a millisecond), not meant for millions. Rows embedded by another model are re-embedded
@@ -221,8 +226,9 @@ class LongTermMemory:
             return [_memory(r) for r in rows]
 
     def recall(self, user_id: str, query: str, k: int = 5, *, min_score: float | None = None) -> list[Memory]:
-        """The user's ``k`` memories most similar to ``query``, best first, with ``score`` set."""
-        return self._similar(user_id, self._embed([query])[0], k, min_score=min_score)
+        """The user's ``k`` memories most similar to ``query`` (embedded as a query), best first,
+        with ``score`` set."""
+        return self._similar(user_id, self._embed_query(query), k, min_score=min_score)
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -280,7 +286,8 @@ class LongTermMemory:
         ``threshold`` (default ``forget_threshold``). Returns the removed memories (scored when by
         query); another user's id removes nothing. In the same transaction the removed texts are
         redacted from the user's turn traces (``saem.memory.erase.redact_traces``), then the WAL
-        is checkpointed: no copy saem made of the memory remains. Only ``query`` embeds."""
+        is checkpointed: no copy saem made of the memory remains. Only ``query`` embeds (as a
+        query, like ``recall``'s)."""
         if (id is None) == (query is None):
             raise ValueError("forget needs exactly one of id= or query=")
         if id is not None:
@@ -290,7 +297,7 @@ class LongTermMemory:
         else:
             assert query is not None
             limit = self.forget_threshold if threshold is None else threshold
-            victims = self._similar(user_id, self._embed([query])[0], None, min_score=limit)
+            victims = self._similar(user_id, self._embed_query(query), None, min_score=limit)
         if not victims:
             return []
         with self.db.write() as s:
@@ -341,10 +348,13 @@ class LongTermMemory:
     # --- internals -----------------------------------------------------------------------------
 
     def _embed(self, texts: list[str]) -> list[np.ndarray]:
-        matrix = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        unit = (matrix / np.where(norms == 0, 1.0, norms)).astype("<f4")
-        return list(unit)
+        """Facts, embedded as passages: unit rows, as stored."""
+        return list(_unit(np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)))
+
+    def _embed_query(self, text: str) -> np.ndarray:
+        """What facts are looked up by, embedded as a query: one unit vector."""
+        vector: np.ndarray = _unit(np.asarray([self.embeddings.embed_query(text)], dtype=np.float32))[0]
+        return vector
 
     def _similar(
         self, user_id: str, vector: np.ndarray, k: int | None, *, min_score: float | None = None
@@ -442,6 +452,12 @@ class LongTermMemory:
 
     def __repr__(self) -> str:
         return f"LongTermMemory({self.db!r}, embedder={self.model_id!r})"
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    """Each row L2-normalised (a zero row stays zero), little-endian float32 as stored."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1.0, norms)).astype("<f4")
 
 
 def _memory(row: MemoryRow) -> Memory:

@@ -169,6 +169,35 @@ def test_other_users_memories_are_invisible_and_undeletable(ltm: LongTermMemory)
     assert texts(ltm, "alice") == [COLOUR] and ltm.memories("bob") == []
 
 
+class AsymmetricEmbeddings(HashEmbeddings):
+    """Like e5: one text gets one vector as a query and another as a passage; records which."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.calls: list[tuple[str, str]] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += [("passage", t) for t in texts]
+        return [self._embed(f"passage {t}") for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        self.calls.append(("query", text))
+        return self._embed(f"query {text}")
+
+
+def test_facts_are_embedded_as_passages_and_looked_up_as_queries(db: MemoryDB) -> None:
+    emb = AsymmetricEmbeddings()
+    ltm = LongTermMemory(db, emb)
+    ltm.add("alice", COLOUR)
+    assert emb.calls == [("passage", COLOUR)]  # stored, and compared with the other facts, as a passage
+    emb.calls.clear()
+    [hit] = ltm.recall("alice", "what is my favourite colour", k=1)
+    assert hit.text == COLOUR and emb.calls == [("query", "what is my favourite colour")]
+    emb.calls.clear()
+    assert [m.text for m in ltm.forget("alice", query=COLOUR, threshold=0.5)] == [COLOUR]
+    assert emb.calls == [("query", COLOUR)]
+
+
 def test_rows_from_another_embedder_are_reembedded(db: MemoryDB) -> None:
     LongTermMemory(db, HashEmbeddings(64)).add("alice", COLOUR)
     smaller = LongTermMemory(db, HashEmbeddings(16))
