@@ -77,8 +77,11 @@ def features(text: str) -> list[str]:
 class HashEmbeddings(Embeddings):
     """Hashed bag-of-features embedder: deterministic, unit length, lexical similarity.
 
-    Thread-safe (stateless). ``model_id`` is stable so stored vectors can be checked.
+    Thread-safe (stateless). ``model_id`` is stable so stored vectors can be checked. A
+    ``saem.models.protocols.TokenLimitedEmbedder`` with no limit: it counts a token per feature.
     """
+
+    max_seq_length: int | None = None  # reads any length (a subclass may set a limit)
 
     def __init__(self, dimension: int = 64) -> None:
         if dimension < 2:

@@ -1,7 +1,7 @@
 """Query hygiene: control characters and ANSI escapes out, and cut to what the embedder reads.
 
     text, warnings = clean_query(raw, max_chars=2000)
-    text, more = fit_embedder(text, embedder)   # a no-op for an embedder without a token limit
+    text, more = fit_embedder(text, embedder)   # a no-op unless it is a TokenLimitedEmbedder
 
 Pure functions, thread-safe. Each cut is logged on ``saem.retrieval`` and returned as a warning.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+
+from saem.models.protocols import TokenLimitedEmbedder
 
 __all__ = ["clean_query", "fit_embedder", "fit_tokens"]
 
@@ -76,16 +77,19 @@ def fit_tokens(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -
     return cut, [warning]
 
 
-def fit_embedder(text: str, embedder: Any) -> tuple[str, list[str]]:
-    """:func:`fit_tokens` with the embedder's ``max_seq_length`` and ``tokenizer_count``; ``text``
-    unchanged when it lacks either, or they fail (a model that cannot load fails in
-    ``embed_query`` next, with its own error; a counter that cannot count costs only the cut)."""
+def fit_embedder(text: str, embedder: object) -> tuple[str, list[str]]:
+    """:func:`fit_tokens` with the limit and counter of a
+    :class:`~saem.models.protocols.TokenLimitedEmbedder`; ``text`` unchanged for any other
+    embedder, one without a limit (``max_seq_length`` None), or when they fail (a model that
+    cannot load fails in ``embed_query`` next, with its own error; a counter that cannot count
+    costs only the cut)."""
+    if not isinstance(embedder, TokenLimitedEmbedder):
+        return text, []
     try:
-        limit = getattr(embedder, "max_seq_length", None)
-        count = getattr(embedder, "tokenizer_count", None)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or not callable(count):
+        limit = embedder.max_seq_length  # may load the model
+        if limit is None or limit < 1:
             return text, []
-        return fit_tokens(text, limit, count)
+        return fit_tokens(text, limit, embedder.tokenizer_count)
     except Exception as err:
         logger.debug("cannot fit the query to the embedder's token limit: %s", err)
         return text, []
