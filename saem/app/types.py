@@ -1,6 +1,6 @@
 """What one chat turn returns: the answer, its citations, the sources shown, the token budget.
 
-    answer = engine.ask("top-p는 무엇을 조절하나요?", session_id="s1", user_id="alice")
+    answer = app.ask("top-p는 무엇을 조절하나요?", session_id="s1", user_id="alice")
     answer.text, answer.language, answer.abstained
     for c in answer.citations:            # one per distinct [n] (and quote) in the answer
         print(c.n, c.status, c.source, c.start, c.end, c.heading)
