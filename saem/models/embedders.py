@@ -89,7 +89,8 @@ def embedder_id(embedder: Embeddings) -> str:
 
 
 class QueryCache:
-    """The ``size`` most recently used query vectors, by query text (least recently used out first).
+    """The ``size`` most recently used query vectors, by query text (least recently used out first;
+    ``size=0`` keeps none, e.g. to time every encode in a benchmark).
 
         cache = QueryCache(32)
         vector = cache.get("top-p는?", encode)   # encode("top-p는?") on a miss, the kept copy on a hit
@@ -102,8 +103,8 @@ class QueryCache:
     """
 
     def __init__(self, size: int = 32) -> None:
-        if size < 1:
-            raise ValueError("size must be >= 1")
+        if size < 0:
+            raise ValueError("size must be >= 0")
         self.size = size
         self.hits = 0
         self.misses = 0
@@ -123,6 +124,8 @@ class QueryCache:
                 return list(kept)
             self.misses += 1
         vector = encode(text)
+        if self.size == 0:
+            return list(vector)
         with self._lock:
             self._vectors[text] = tuple(vector)
             self._vectors.move_to_end(text)
@@ -148,7 +151,7 @@ class SentenceTransformerEmbeddings(Embeddings):
     prompt (``prompts`` overrides them, e.g. ``{"query": "query: ", "document": "passage: "}``).
     Vectors are L2-normalised when ``normalize`` is true (the default), so dot product = cosine.
     ``embed_query`` answers a text asked for recently from ``query_cache`` (``query_cache_size``
-    entries, default 32; the same vector the model would give) without encoding it again.
+    entries, default 32, 0 for none; the same vector the model would give) without encoding it again.
     """
 
     def __init__(

@@ -266,8 +266,12 @@ def test_the_query_cache_keeps_the_most_recently_used_vectors() -> None:
     cache.clear()
     cache.get("a", encode)
     assert len(cache) == 1 and encoded[-1] == "a"
+    off = QueryCache(0)  # keeps nothing: every call encodes
+    off.get("a", encode)
+    off.get("a", encode)
+    assert len(off) == 0 and encoded[-2:] == ["a", "a"] and (off.hits, off.misses) == (0, 2)
     with pytest.raises(ValueError):
-        QueryCache(0)
+        QueryCache(-1)
 
 
 @pytest.mark.unit
