@@ -1,11 +1,13 @@
 """One chat turn, end to end: time to first token and total time, first turn vs fifth turn.
 
 Ingests a copy of ``data/`` (without ``qa.jsonl``) with the packaged USE-m embedder, then runs
-five-turn conversations (English and Korean, standalone questions, one session each) through
-``ChatEngine`` with the packaged SmolLM2 at temperature 0, and reports per turn: time to first
-token (from the start of the turn), total, and the share of the turn spent in retrieval (and the
-reranker's part of it), context building and generation, plus the prompt tokens the model had to
-evaluate (the rest came from the KV cache of the previous turn's prefix).
+five-turn conversations (English and Korean, standalone questions, one session each) as
+``Saem.stream`` runs them (``TurnDeps.build`` + ``run_turn``) with the packaged SmolLM2 at
+temperature 0, and reports per turn: time to first token (from the start of the turn), total,
+and the share of the turn spent in retrieval (and the reranker's part of it), context building
+and generation, plus the prompt tokens the model had to evaluate (the rest came from the KV
+cache of the previous turn's prefix). The embedder's query cache is cleared before each turn,
+so every question is encoded once, as a new question in a real chat is.
 
     .venv/bin/python bench/chat.py                    # table on stdout, JSON in bench/results/chat.json
     .venv/bin/python bench/chat.py --repeats 3 --max-tokens 256
@@ -34,13 +36,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from saem.app.engine import ChatEngine
+from saem.app.rag import RagStrategy
+from saem.app.traces import TraceStore
+from saem.app.turn import TurnDeps, run_turn
 from saem.app.types import Answer
 from saem.ingest.pipeline import ingest
+from saem.memory.longterm import LongTermMemory
 from saem.models.embedders import load_embedder
 from saem.models.llamacpp import LlamaCppChatModel
 from saem.retrieval.hybrid import HybridConfig, HybridSearcher
 from saem.settings import Settings
+from saem.store.chat import MemoryDB
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "chat.json"
@@ -63,11 +69,12 @@ CONVERSATIONS = {
 }
 
 
-def _turn(engine: ChatEngine, question: str, session: str) -> dict[str, Any]:
+def _turn(deps: TurnDeps, question: str, session: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     ttft = None
     answer: Answer | None = None
-    for piece in engine.stream(question, session_id=session, user_id="bench"):
+    inp = {"question": question, "session_id": session, "user_id": "bench"}
+    for piece in run_turn(deps, RagStrategy(deps), inp):
         if isinstance(piece, str):
             if ttft is None and piece.strip():
                 ttft = time.perf_counter() - t0
@@ -75,7 +82,7 @@ def _turn(engine: ChatEngine, question: str, session: str) -> dict[str, Any]:
             answer = piece
     total = time.perf_counter() - t0
     assert answer is not None
-    trace = engine.trace(answer.trace_id)
+    trace = deps.traces.get(answer.trace_id)
     assert trace is not None
     t = trace.timings
     call = next((c for c in trace.model_calls if c.get("kind") == "answer"), {})
@@ -216,12 +223,14 @@ def main() -> None:
         for mode in modes:
             prefill, pause = MODES[mode]
             pause = args.pause if pause is None else pause
-            engine = ChatEngine(
+            db = MemoryDB.open(settings.db_path)
+            deps = TurnDeps.build(
                 Settings.load({**base, "prefill_next_turn": prefill}, environ={}),
-                searcher_or_retrieve_fn=searcher,
-                chat_model=model,
-                memory_db=settings.db_path,
-                embeddings=embedder,
+                model,
+                searcher,
+                db,
+                LongTermMemory(db, embedder),
+                TraceStore(db),
             )
             rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
             for rep in range(args.repeats):
@@ -233,7 +242,8 @@ def main() -> None:
                         session = f"{mode}-{lang}-{rep}-{order}"
                         for turn, q in enumerate(seq, 1):
                             time.sleep(pause)
-                            rows.setdefault(lang, {}).setdefault(turn, []).append(_turn(engine, q, session))
+                            embedder.query_cache.clear()  # each question new to the embedder, as in a real chat
+                            rows.setdefault(lang, {}).setdefault(turn, []).append(_turn(deps, q, session))
             turns, checks = _summarise(rows, args.turns)
             results["modes"][mode] = {"prefill_next_turn": prefill, "pause": pause, "turns": turns, "targets": checks}
             for lang, by_turn in turns.items():
