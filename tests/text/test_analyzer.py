@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from saem.retrieval.lexical import fts_match_expression, search
 from saem.text import analyzer
-from saem.text.analyzer import analyze, hangul_bigrams, has_hangul, to_fts_text
+from saem.text.analyzer import analyze, analyze_many, hangul_bigrams, has_hangul, to_fts_text, to_fts_texts
 
 pytestmark = pytest.mark.unit
 
@@ -71,6 +71,21 @@ def test_bigram_fallback_without_kiwi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analyzer, "_kiwi_failed", True)
     assert analyze("양자화 LoRA") == ["lora", "양자", "자화"]
     assert analyze("요") == ["요"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(HANGUL, st.text(max_size=30), HANGUL.map(lambda h: f"BERT의 {h}는 3.14")), max_size=8))
+def test_the_batch_analysis_ingestion_uses_gives_what_analyze_gives(texts: list[str]) -> None:
+    # the index is written with analyze_many and queried with analyze: they must never differ
+    assert analyze_many(texts) == [analyze(t) for t in texts]
+    assert to_fts_texts(texts) == [to_fts_text(t) for t in texts]
+
+
+def test_batch_analysis_without_kiwi_falls_back_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analyzer, "_kiwi", None)
+    monkeypatch.setattr(analyzer, "_kiwi_failed", True)
+    texts = ["양자화 LoRA", "plain English", "", "요"]
+    assert analyze_many(texts) == [["lora", "양자", "자화"], ["plain", "english"], [], ["요"]]
 
 
 def test_hangul_bigrams() -> None:
