@@ -1,7 +1,8 @@
 """Executing an ingest plan: load, chunk and embed each file outside any transaction, then
 write it in one short transaction (``saem.ingest.pipeline`` holds the contract).
 
-A helper thread loads and chunks up to ``_LOOKAHEAD`` files ahead, a second one analyses
+A helper thread loads and chunks files ahead (up to ``_LOOKAHEAD_FILES`` files and
+``_LOOKAHEAD_BYTES`` of them at once), a second one analyses
 their lexical (FTS5) text, and the calling thread embeds chunks in batches across files and
 writes each file, in plan order, once its vectors and FTS rows are in. Unchanged chunk texts
 of an updated file keep their stored vectors.
@@ -26,6 +27,7 @@ from saem.errors import FileRejected
 from saem.ingest.planner import Job
 from saem.ingest.report import FileResult, FileStatus, IngestProgress, IngestReport
 from saem.ingest.types import ChunkSpec, LoadedDocument
+from saem.models.protocols import TokenLimitedEmbedder
 from saem.settings import Settings
 from saem.store import index as vindex
 from saem.store.catalogue import (
@@ -38,7 +40,7 @@ from saem.store.catalogue import (
     replace_source,
     set_meta,
 )
-from saem.text.analyzer import to_fts_text
+from saem.text.analyzer import to_fts_texts
 
 __all__ = ["Runner", "ProgressFn", "LoadFn", "ChunkFn"]
 
@@ -46,7 +48,11 @@ ProgressFn = Callable[[IngestProgress], None]
 LoadFn = Callable[..., LoadedDocument]
 ChunkFn = Callable[..., list[ChunkSpec]]
 _APPROX_TOKEN = re.compile(r"\w+|[^\w\s]")
-_LOOKAHEAD = 8  # files prepared ahead of the embedder
+# Files prepared ahead of the embedder. The embedder takes a batch of chunks (a dozen small
+# pages) at a time, so the helper must hold more than one batch ready, or the embedder waits for
+# it between batches; the byte bound keeps a run of large files from filling memory.
+_LOOKAHEAD_FILES = 64
+_LOOKAHEAD_BYTES = 64 << 20
 
 
 def _lexical_text(chunk: ChunkSpec, title: str | None) -> str:
@@ -61,11 +67,12 @@ def _lexical_text(chunk: ChunkSpec, title: str | None) -> str:
 
 
 def _token_counter(embedder: Embeddings) -> Callable[[str], int]:
-    """``embedder.tokenizer_count`` (called from a helper thread while the embedder encodes:
-    it must be thread-safe), else a rough word-and-punctuation count."""
-    counter = getattr(embedder, "tokenizer_count", None)
-    if callable(counter):
-        return counter  # type: ignore[no-any-return]
+    """The embedder's own ``tokenizer_count`` when it is a
+    :class:`~saem.models.protocols.TokenLimitedEmbedder` (called from a helper thread while the
+    embedder encodes: it must be thread-safe, as the protocol says), else a rough
+    word-and-punctuation count."""
+    if isinstance(embedder, TokenLimitedEmbedder):
+        return embedder.tokenizer_count
     return lambda s: len(_APPROX_TOKEN.findall(s))
 
 
@@ -172,7 +179,7 @@ class Runner:
             )
             prep.doc, prep.chunks = doc, list(chunks)
             texts = [_lexical_text(c, doc.title) for c in prep.chunks]
-            prep.fts = self.analysis.submit(lambda: [to_fts_text(t) for t in texts])
+            prep.fts = self.analysis.submit(to_fts_texts, texts)
         except FileRejected as err:
             prep.error = FileResult(job.file.path, "skipped", err.message)
         except Exception as err:  # a loader bug must not stop the other files
@@ -214,17 +221,24 @@ class Runner:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-prepare") as pool,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-analyze") as self.analysis,
         ):
-            futures: deque[Future[_Prepared]] = deque()
-            it = iter(jobs)
-            for job in it:
-                futures.append(pool.submit(self.prepare, job))
-                if len(futures) >= _LOOKAHEAD:
-                    break
+            futures: deque[tuple[Future[_Prepared], int]] = deque()  # with each file's size
+            ahead = deque(jobs)
+            in_flight = 0
+
+            def submit_ahead() -> None:
+                nonlocal in_flight
+                while ahead and (not futures or (len(futures) < _LOOKAHEAD_FILES and in_flight < _LOOKAHEAD_BYTES)):
+                    job = ahead.popleft()
+                    size = job.file.size if job.file is not None else 0
+                    futures.append((pool.submit(self.prepare, job), size))
+                    in_flight += size
+
+            submit_ahead()
             while futures:
-                prep = futures.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    futures.append(pool.submit(self.prepare, nxt))
+                future, size = futures.popleft()
+                prep = future.result()
+                in_flight -= size
+                submit_ahead()
                 pending.append(prep)
                 queue.extend((prep, i) for i in sorted(prep.missing))
                 while len(queue) >= batch:
