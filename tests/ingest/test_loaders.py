@@ -342,6 +342,21 @@ def test_deeply_nested_html_loads_or_is_refused_without_stalling(tmp_path: Path)
         load(tmp_path, "deeper.html", "<div>" * 50_000 + "깊은 곳" + "</div>" * 50_000)
     many_paragraphs = "<body>" + "<p>문단입니다." * 20_000 + "</body>"  # unclosed <p>s do not nest
     assert load(tmp_path, "p.html", many_paragraphs).text.count("문단입니다.") == 20_000
+    # stray end tags before the tower do not buy depth: it is counted from zero
+    stray = "</div>" * 10_000 + "<div>" * 5_000 + "깊은 곳"
+    with pytest.raises(ParseError, match="nested deeper"):
+        load(tmp_path, "stray.html", stray)
+
+
+def test_chrome_roles_match_case_blind_and_classes_as_whole_class_names(tmp_path: Path) -> None:
+    html = (
+        "<!DOCTYPE html><body><div role='Navigation'>역할 메뉴</div><div class='x sphinxsidebar'>옆줄</div>"
+        "<div class='sphinxsidebarwide'>남는 글</div><div class='SphinxSidebar'>대문자 클래스</div>"
+        "<p>본문입니다.</p></body>"
+    )
+    text = load(tmp_path, "chrome.html", html).text
+    assert "역할 메뉴" not in text and "옆줄" not in text
+    assert "남는 글" in text and "대문자 클래스" in text and "본문입니다." in text
 
 
 def test_html_link_lists_are_navigation_but_content_lists_and_a_few_links_stay(tmp_path: Path) -> None:

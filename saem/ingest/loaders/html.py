@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from saem.errors import ParseError
 from saem.ingest.loaders._common import TextBuilder, sections_from_headings
 from saem.ingest.loaders.text import decode_bytes
@@ -36,6 +38,9 @@ _DROP_CLASSES = frozenset(
     {"headerlink", "sphinxsidebar", "related", "navheader", "navfooter", "breadcrumb", "breadcrumbs", "skip-link",
      "footer"}
 )
+# The two rules above as one selector, matched in C: a role compared whole and case-blind, a
+# class as one of the element's space-separated classes, case-sensitive.
+_CHROME = ", ".join([f"[role={r} i]" for r in _DROP_ROLES] + [f"[class~={c}]" for c in sorted(_DROP_CLASSES)])
 _BLOCK = frozenset(
     "address article blockquote body caption center dd details dialog dir div dl dt fieldset figcaption figure "
     "hgroup li main menu ol p section summary table tbody thead tfoot tr ul legend".split()
@@ -68,7 +73,7 @@ def load_html(data: bytes, path: Path) -> LoadedDocument:
         from selectolax.lexbor import LexborHTMLParser
     except ImportError as err:  # pragma: no cover - a declared dependency
         raise ParseError("HTML support needs selectolax", path=path, hint="pip install selectolax") from err
-    if _nesting_depth(source) > MAX_DEPTH:
+    if source.count("<") > MAX_DEPTH and _nesting_depth(source) > MAX_DEPTH:  # fewer tags cannot nest deeper
         # HTML5 tree building costs O(depth) per tag, so a hostile tower of tags would stall us.
         raise ParseError(f"HTML nested deeper than {MAX_DEPTH} elements", path=path)
     tree = LexborHTMLParser(source)
@@ -91,17 +96,20 @@ def load_html(data: bytes, path: Path) -> LoadedDocument:
 
 
 def _nesting_depth(source: str) -> int:
-    """An upper-bound estimate of element nesting from a linear scan of the tags."""
-    depth = deepest = 0
-    for m in _TAG.finditer(source):
-        if m.group(3) or m.group(2).lower() in _NO_NESTING:
-            continue
-        if m.group(1):
-            depth = max(0, depth - 1)
-        else:
-            depth += 1
-            deepest = max(deepest, depth)
-    return deepest
+    """An upper-bound estimate of element nesting from a linear scan of the tags.
+
+    Depth after each tag is the running sum of +1 (start tag) / -1 (end tag), floored at 0:
+    ``S(t) - min(0, min S(s≤t))``, computed with numpy over the tags ``findall`` gives.
+    """
+    steps = [
+        0 if selfclosing or name.lower() in _NO_NESTING else -1 if slash else 1
+        for slash, name, selfclosing in _TAG.findall(source)
+    ]
+    if not steps:
+        return 0
+    running = np.cumsum(np.asarray(steps, dtype=np.int64))
+    floor = np.minimum.accumulate(np.minimum(running, 0))
+    return int((running - floor).max())
 
 
 def _collapse(s: str) -> str:
@@ -116,12 +124,7 @@ def _drop_chrome(tree: LexborHTMLParser) -> None:
             parent = parent.parent
         if parent is None:
             doomed.append(node)
-    for node in tree.css("[role], [class]"):
-        attrs = node.attributes
-        if (attrs.get("role") or "").lower() in _DROP_ROLES or _DROP_CLASSES.intersection(
-            (attrs.get("class") or "").split()
-        ):
-            doomed.append(node)
+    doomed.extend(tree.css(_CHROME))
     doomed.extend(node for node in tree.css(_LISTS) if _is_link_list(node))
     # Decompose only the outermost doomed nodes: a Node whose ancestor was already freed
     # must not be touched again.
