@@ -134,12 +134,22 @@ def copy_pages(qa: QASet, pages: list[Path], dest: Path) -> Path:
 INGESTS: dict[str, dict[str, Any]] = {}  # store name -> what its ingest took (this run)
 
 
+def uncached(app: Any) -> Any:
+    """``app`` with its embedder's query cache off: the systems share one embedder and ask the
+    same questions, so a cache would time only the first system's query encodes."""
+    from saem.models.embedders import QueryCache
+
+    if hasattr(app.embedder, "query_cache"):
+        app.embedder.query_cache = QueryCache(0)
+    return app
+
+
 def saem_store(work: Path, name: str, folder: Path, embed_model: str) -> Any:
     """``folder`` ingested into ``work/<name>-<embedder>`` (kept and reused with ``--store-dir``)."""
     from saem.app.saem import Saem
 
     store = f"{name}-{embed_model.split(':')[-1]}"
-    app = Saem(data_dir=work / store, embed_model=embed_model)
+    app = uncached(Saem(data_dir=work / store, embed_model=embed_model))
     t0 = time.perf_counter()
     report = app.ingest(folder)
     seconds = time.perf_counter() - t0
@@ -259,7 +269,7 @@ def scale_store(root: Path, size: int, embed_model: str = "packaged:static-m") -
     from saem.app.saem import Saem
 
     files = [(src, p) for src in SCALE_SOURCES if src.is_dir() for p in sorted(src.rglob("*.html"))]
-    app = Saem(data_dir=root / str(size) / "saem", embed_model=embed_model)
+    app = uncached(Saem(data_dir=root / str(size) / "saem", embed_model=embed_model))
     docs = root / str(size) / "docs"
     t0 = time.perf_counter()
     pos, copy_no = 0, 0
