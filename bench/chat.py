@@ -187,6 +187,8 @@ def main() -> None:
             "max_tokens": args.max_tokens,
             "n_threads": args.threads,
             "temperature": 0.0,
+            # the turn with generation: auto would answer extractively for the packaged model
+            "answer_mode": "generate",
         }
         settings = Settings.load(base, environ={})
         embedder = load_embedder(settings)
