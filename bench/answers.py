@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+RUN = uuid.uuid4().hex[:8]
+
+
 def ask_all(saem: Saem, items: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     rows = []
     for n, item in enumerate(items, 1):
         started = time.perf_counter()
-        answer: Any = saem.ask(item["question"], session_id=f"bench-{mode}-{item['id']}", user_id="bench")
+        # a user of its own per question and run: the work dir is kept between runs (its index is
+        # reused), and memories written by earlier questions or runs must not reach this answer
+        user = f"bench-{RUN}-{item['id']}"
+        answer: Any = saem.ask(item["question"], session_id=f"{user}-{mode}", user_id=user)
         seconds = time.perf_counter() - started
         by_n = {s.n: s.text for s in answer.sources}
         cited = sorted({c.n for c in answer.citations if c.status != "invalid" and c.n in by_n})
