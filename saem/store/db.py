@@ -98,7 +98,13 @@ class Database:
         from saem.store import catalogue, chat  # noqa: F401  (both declare their tables on Base)
 
         with self.write() as s:
-            Base.metadata.create_all(s.connection())
+            conn = s.connection()
+            Base.metadata.create_all(conn)
+            # create_all skips the indexes of tables that exist: a database made by an older
+            # saem gets the ones added since (once; an index over 100k chunks takes ≈ 0.6 s)
+            for table in Base.metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             catalogue.init_catalogue(s)
 
     @contextmanager

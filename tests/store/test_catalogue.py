@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from sqlalchemy import func, select, text
 
 from saem.errors import StorageBusy
 from saem.ingest.types import ChunkSpec
+from saem.retrieval._candidates import compile_chunk_filter
 from saem.retrieval.lexical import search
 from saem.store.catalogue import (
     Catalogue,
@@ -188,3 +190,26 @@ def test_empty_catalogue_has_no_index(cat: Catalogue, tmp_path: Path) -> None:
     assert open_index(tmp_path, cat) is None
     empty = VectorIndex.empty(8)
     assert empty.search(np.ones(8), k=3) == []
+
+
+def test_page_and_heading_filters_read_an_index_and_old_databases_get_it(tmp_path: Path) -> None:
+    db = tmp_path / "saem.db"
+    Catalogue.open(db).close()
+    with sqlite3.connect(db) as conn:  # a database made before the indexes existed
+        conn.execute("DROP INDEX ix_chunks_page")
+        conn.execute("DROP INDEX ix_chunks_heading")
+    cat = Catalogue.open(db)
+    try:
+        with cat.read() as s:
+            names = set(s.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'")).scalars())
+            assert {"ix_chunks_page", "ix_chunks_heading"} <= names
+            for filters in ({"page": 3}, {"heading": {"$glob": "*Layer*"}}):
+                where = compile_chunk_filter(filters).chunks
+                assert where is not None
+                compiled = select(Chunk.id).where(where).compile(dialect=s.get_bind().dialect)
+                params = tuple(compiled.params[n] for n in compiled.positiontup or ())
+                rows = s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params)
+                plan = " ".join(str(r[3]) for r in rows)
+                assert "COVERING INDEX" in plan, (filters, plan)
+    finally:
+        cat.close()
