@@ -214,43 +214,49 @@ class Runner:
                 prep.missing.discard(i)
 
     def run_heavy(self, jobs: list[Job]) -> None:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-prepare")
+        self.analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-analyze")
+        try:
+            self._pipeline(jobs, pool)
+        finally:
+            # After an error or Ctrl-C the files queued ahead are dropped, not prepared first.
+            pool.shutdown(cancel_futures=True)
+            self.analysis.shutdown(cancel_futures=True)
+
+    def _pipeline(self, jobs: list[Job], pool: ThreadPoolExecutor) -> None:
         batch = max(self.settings.embed_batch_size * 4, 64)
         pending: deque[_Prepared] = deque()
         queue: list[tuple[_Prepared, int]] = []
-        with (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-prepare") as pool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="saem-analyze") as self.analysis,
-        ):
-            futures: deque[tuple[Future[_Prepared], int]] = deque()  # with each file's size
-            ahead = deque(jobs)
-            in_flight = 0
+        futures: deque[tuple[Future[_Prepared], int]] = deque()  # with each file's size
+        ahead = deque(jobs)
+        in_flight = 0
 
-            def submit_ahead() -> None:
-                nonlocal in_flight
-                while ahead and (not futures or (len(futures) < _LOOKAHEAD_FILES and in_flight < _LOOKAHEAD_BYTES)):
-                    job = ahead.popleft()
-                    size = job.file.size if job.file is not None else 0
-                    futures.append((pool.submit(self.prepare, job), size))
-                    in_flight += size
+        def submit_ahead() -> None:
+            nonlocal in_flight
+            while ahead and (not futures or (len(futures) < _LOOKAHEAD_FILES and in_flight < _LOOKAHEAD_BYTES)):
+                job = ahead.popleft()
+                size = job.file.size if job.file is not None else 0
+                futures.append((pool.submit(self.prepare, job), size))
+                in_flight += size
 
+        submit_ahead()
+        while futures:
+            future, size = futures.popleft()
+            prep = future.result()
+            in_flight -= size
             submit_ahead()
-            while futures:
-                future, size = futures.popleft()
-                prep = future.result()
-                in_flight -= size
-                submit_ahead()
-                pending.append(prep)
-                queue.extend((prep, i) for i in sorted(prep.missing))
-                while len(queue) >= batch:
-                    self._embed(queue[:batch])
-                    del queue[:batch]
-                    self._flush(pending)
-                self._flush(pending)
-            while queue:
+            pending.append(prep)
+            queue.extend((prep, i) for i in sorted(prep.missing))
+            while len(queue) >= batch:
                 self._embed(queue[:batch])
                 del queue[:batch]
                 self._flush(pending)
-            self._flush(pending, wait=True)
+            self._flush(pending)
+        while queue:
+            self._embed(queue[:batch])
+            del queue[:batch]
+            self._flush(pending)
+        self._flush(pending, wait=True)
 
     def _embed(self, items: list[tuple[_Prepared, int]]) -> None:
         live = [(p, i) for p, i in items if p.error is None]

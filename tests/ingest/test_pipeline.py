@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -534,3 +535,38 @@ def test_pruned_text_does_not_stay_in_the_database_file(tmp_path: Path, docs: Pa
     with sqlite3.connect(db) as conn:  # fold the WAL into the file, as any later checkpoint would
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert b"SENTINEL-PRUNE-0417" not in on_disk()
+
+
+@pytest.mark.unit
+def test_ctrl_c_during_embedding_drops_the_files_queued_ahead_and_loses_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saem.ingest import loaders
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(300):
+        (root / f"n{i:03}.md").write_text(f"메모 {i}번입니다. Note number {i}.\n", encoding="utf-8")
+    real = loaders.load_file
+    loaded: list[str] = []
+
+    def counting(path: Path, *, max_bytes: int):  # type: ignore[no-untyped-def]
+        loaded.append(path.name)
+        if len(loaded) > 64:
+            time.sleep(0.05)  # the files behind the first batch are slow: only a queue would reach them all
+        return real(path, max_bytes=max_bytes)
+
+    class Interrupted(CountingEmbedder):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loaders, "load_file", counting)
+    small = settings.with_overrides(embed_batch_size=1)  # embedder batches of 64 one-chunk files
+    with pytest.raises(KeyboardInterrupt):
+        run(small, root, Interrupted())
+    # the first batch's 64 files and the one or two being prepared; not the 64 queued behind them
+    assert 64 <= len(loaded) <= 80
+    monkeypatch.setattr(loaders, "load_file", real)
+    report = run(small, root, CountingEmbedder())  # the next run does all of it
+    assert (report.added, report.failed) == (300, 0)
+    check_consistent(small)
