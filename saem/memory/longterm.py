@@ -52,6 +52,7 @@ from saem.memory.erase import redact_traces
 from saem.memory.extraction import MemoryOp, MemoryOps, ask_memory_ops, extraction_prompt
 from saem.models.embedders import embedder_id
 from saem.store.chat import MemoryDB, MemoryRow
+from saem.store.index import normalise
 
 __all__ = [
     "Memory",
@@ -349,11 +350,11 @@ class LongTermMemory:
 
     def _embed(self, texts: list[str]) -> list[np.ndarray]:
         """Facts, embedded as passages: unit rows, as stored."""
-        return list(_unit(np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)))
+        return list(normalise(np.asarray(self.embeddings.embed_documents(texts))).astype("<f4", copy=False))
 
     def _embed_query(self, text: str) -> np.ndarray:
         """What facts are looked up by, embedded as a query: one unit vector."""
-        vector: np.ndarray = _unit(np.asarray([self.embeddings.embed_query(text)], dtype=np.float32))[0]
+        vector: np.ndarray = normalise(np.asarray(self.embeddings.embed_query(text))).astype("<f4", copy=False)[0]
         return vector
 
     def _similar(
@@ -452,12 +453,6 @@ class LongTermMemory:
 
     def __repr__(self) -> str:
         return f"LongTermMemory({self.db!r}, embedder={self.model_id!r})"
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    """Each row L2-normalised (a zero row stays zero), little-endian float32 as stored."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms == 0, 1.0, norms)).astype("<f4")
 
 
 def _memory(row: MemoryRow) -> Memory:

@@ -103,10 +103,6 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def _kiwi_tokens(kiwi: Any, text: str) -> list[str]:
-    return _content(kiwi.tokenize(text))
-
-
 def _content(tokens: Any) -> list[str]:
     """The search tokens among Kiwi's morphemes (module docstring)."""
     out: list[str] = []
@@ -130,7 +126,7 @@ def analyze(text: str) -> list[str]:
     if not has_hangul(text):
         return _words(text)
     kiwi = _get_kiwi()
-    return _finish(text, _kiwi_tokens(kiwi, text) if kiwi is not None else None)
+    return _finish(text, _content(kiwi.tokenize(text)) if kiwi is not None else None)
 
 
 def analyze_many(texts: Sequence[str]) -> list[list[str]]:
